@@ -1,0 +1,236 @@
+"""Incremental ("fast") generation: the decoder run one sample at a time with per-layer state.
+
+Every causal K=3 layer with dilation d needs its input at t-2d, t-d and t. Each layer keeps a
+ring buffer of its last 2d inputs, zero-initialised (which is exactly the zero padding of the
+teacher-forced form, spec §4.1):
+
+    slot(t) = t mod 2d            buf[slot] holds x[t-2d]; buf[(t+d) mod 2d] holds x[t-d]
+    y[t]    = [x[t-2d] | x[t-d] | x[t]] @ W_taps + b          W_taps = [W0; W1; W2]  [3C, Cout]
+    then buf[slot] <- x[t]
+
+The conditioning of every layer (cond_map_i(enc) + dilatedconv_i bias, and cond_map_out1(enc) +
+out1 bias) changes once per 512-sample frame, so it is one small matmul per frame, not per step.
+
+Sampling draws u = U(seed, sound id, t) from :mod:`onss_tui.model.rng` and takes the inverse-CDF
+class k = #{cdf < u} (numpy's searchsorted, as Magenta's ``sample_categorical``), clamped to 255.
+The fed-back input is (k - 128) / 128, which equals mu-law(inv_mu_law(k)) / 128 exactly.
+
+Precision: ``fp32``/``tf32`` keep everything in float32 (tf32 lets CUDA matmuls use TF32 cores);
+``bf16`` stores weights and layer states in bfloat16 and multiplies in bfloat16 with float32
+accumulation, while the residual and skip sums, the gates, the conditioning and the softmax stay
+in float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn import functional as F
+
+from onss_tui.model.decoder import RESIDUAL, SKIP, Decoder
+from onss_tui.model.encoder import HOP
+from onss_tui.model.rng import uniform
+
+__all__ = ["PackedDecoder", "DecoderState", "Generation"]
+
+
+def _taps(conv: torch.nn.Conv1d) -> torch.Tensor:
+    """torch conv weight [Cout, Cin, K] -> tap-stacked matrix [K * Cin, Cout] (earliest tap first)."""
+    w = conv.weight.detach()
+    return w.permute(2, 1, 0).reshape(-1, w.shape[0])
+
+
+def _matrix(conv: torch.nn.Conv1d) -> torch.Tensor:
+    """1x1 conv weight [Cout, Cin, 1] -> [Cin, Cout]."""
+    return conv.weight.detach()[:, :, 0].T
+
+
+@dataclass
+class DecoderState:
+    """Everything the decoder remembers between steps, for a batch of B voices."""
+
+    t: int  # the next step to compute
+    start_taps: torch.Tensor  # [2, B] float32: startconv inputs at t-2 and t-1
+    buffers: list[torch.Tensor] = field(default_factory=list)  # per layer [2d, B, 512], compute dtype
+
+    def to_dict(self) -> dict:
+        return {"t": self.t, "start_taps": self.start_taps.cpu(), "buffers": [b.cpu() for b in self.buffers]}
+
+    @classmethod
+    def from_dict(cls, d: dict, device: torch.device) -> "DecoderState":
+        return cls(int(d["t"]), d["start_taps"].to(device), [b.to(device) for b in d["buffers"]])
+
+
+class PackedDecoder:
+    """The decoder's weights rearranged for one-sample steps, on one device, in one precision."""
+
+    def __init__(self, decoder: Decoder, device: torch.device | str = "cpu", compute_dtype: torch.dtype = torch.float32):
+        dev = torch.device(device)
+        cdt = compute_dtype
+        self.device, self.compute_dtype = dev, cdt
+        self.dilations = [conv.dilation[0] for conv in decoder.dilated]
+        n = len(self.dilations)
+
+        def f32(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to(dev, torch.float32).contiguous()
+
+        def low(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to(dev, cdt).contiguous()
+
+        # startconv: 1 input channel, so its taps are three row vectors [3, 512]
+        self.start_w = f32(decoder.startconv.weight[:, 0, :].T)  # [3, 512]
+        self.start_b = f32(decoder.startconv.bias)  # [512]
+        self.skip_start_w = f32(_matrix(decoder.skip_start))  # [512, 256]
+        self.skip_start_b = f32(decoder.skip_start.bias)
+        self.dil_w = [low(_taps(c)) for c in decoder.dilated]  # n x [1536, 1024]
+        # res_i and skip_i read the same gate output: one [512, 768] matrix (skip only for the last layer)
+        self.rs_w, self.rs_b = [], []
+        for i in range(n):
+            if i < n - 1:
+                self.rs_w.append(low(torch.cat([_matrix(decoder.res[i]), _matrix(decoder.skip[i])], 1)))
+                self.rs_b.append(f32(torch.cat([decoder.res[i].bias, decoder.skip[i].bias])))
+            else:
+                self.rs_w.append(low(_matrix(decoder.skip[i])))
+                self.rs_b.append(f32(decoder.skip[i].bias))
+        # all conditioning in one matmul per frame: [16, n*1024 + 256], biases folded in
+        self.cond_w = f32(
+            torch.cat([_matrix(c) for c in decoder.cond_map] + [_matrix(decoder.cond_map_out1)], 1)
+        )
+        self.cond_b = f32(
+            torch.cat(
+                [c.bias + d.bias for c, d in zip(decoder.cond_map, decoder.dilated)]
+                + [decoder.cond_map_out1.bias + decoder.out1.bias]
+            )
+        )
+        self.out1_w = f32(_matrix(decoder.out1))  # [256, 256]
+        self.logits_w = f32(_matrix(decoder.logits))  # [256, 256]
+        self.logits_b = f32(decoder.logits.bias)
+        self.gate_width = decoder.dilated[0].out_channels
+
+    # -- state ---------------------------------------------------------------------------------
+    def fresh_state(self, batch: int) -> DecoderState:
+        bufs = [torch.zeros(2 * d, batch, RESIDUAL, device=self.device, dtype=self.compute_dtype) for d in self.dilations]
+        return DecoderState(0, torch.zeros(2, batch, device=self.device), bufs)
+
+    def condition(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One encoding frame [B, 16] -> (per-layer gate bias [B, n, 1024], out1 bias [B, 256])."""
+        c = frame.to(self.device, torch.float32) @ self.cond_w + self.cond_b  # [B, n*1024 + 256]
+        layers = c[:, : -SKIP].unflatten(1, (len(self.dilations), self.gate_width))
+        return layers, c[:, -SKIP:]
+
+    # -- one step ------------------------------------------------------------------------------
+    def step(self, state: DecoderState, x_in: torch.Tensor, cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Feed x_in [B] (the previous sample as q / 128) at step state.t; return logits [B, 256] fp32."""
+        t = state.t
+        cond_layers, cond_out = cond
+        cdt = self.compute_dtype
+        # startconv over the scalar input stream: taps (t-2, t-1, t)
+        x2, x1 = state.start_taps[t % 2], state.start_taps[(t + 1) % 2]
+        l = x2[:, None] * self.start_w[0] + x1[:, None] * self.start_w[1] + x_in[:, None] * self.start_w[2]
+        l = l + self.start_b  # [B, 512] fp32
+        state.start_taps[t % 2] = x_in
+        skip = torch.addmm(self.skip_start_b, l, self.skip_start_w)  # [B, 256] fp32
+        last = len(self.dilations) - 1
+        for i, d in enumerate(self.dilations):
+            buf = state.buffers[i]  # [2d, B, 512]
+            slot = t % (2 * d)
+            now = l.to(cdt)
+            taps = torch.cat([buf[slot], buf[(t + d) % (2 * d)], now], 1)  # [B, 1536]
+            buf[slot] = now
+            z = (taps @ self.dil_w[i]).float() + cond_layers[:, i]  # [B, 1024]
+            g = torch.sigmoid(z[:, :RESIDUAL]) * torch.tanh(z[:, RESIDUAL:])  # [B, 512]
+            rs = (g.to(cdt) @ self.rs_w[i]).float() + self.rs_b[i]  # [B, 768] (or [B, 256] last)
+            if i < last:
+                l = l + rs[:, :RESIDUAL]
+                skip = skip + rs[:, RESIDUAL:]
+            else:
+                skip = skip + rs
+        s = F.relu(F.relu(skip) @ self.out1_w + cond_out)  # [B, 256]
+        state.t = t + 1
+        return torch.addmm(self.logits_b, s, self.logits_w)  # [B, 256]
+
+    # -- teacher forcing -----------------------------------------------------------------------
+    @torch.no_grad()
+    def teacher_forced(self, x_scaled: torch.Tensor, enc: torch.Tensor) -> torch.Tensor:
+        """Run the incremental decoder fed the true previous sample: [B, T], [B, F, 16] -> log-probs [B, T, 256]."""
+        batch, length = x_scaled.shape
+        x_scaled = x_scaled.to(self.device, torch.float32)
+        enc = enc.to(self.device, torch.float32)
+        state = self.fresh_state(batch)
+        out = torch.empty(batch, length, 256, dtype=torch.float32)
+        prev = torch.zeros(batch, device=self.device)
+        cond = None
+        for t in range(length):
+            if t % HOP == 0:
+                cond = self.condition(enc[:, t // HOP])
+            logits = self.step(state, prev, cond)
+            out[:, t] = torch.log_softmax(logits, -1).cpu()
+            prev = x_scaled[:, t]
+        return out
+
+
+class Generation:
+    """Sampling B sounds from their encodings; advance it in chunks, save and restore it exactly.
+
+    A sound's samples depend only on its encoding, its key (from the seed and its sound id) and
+    the weights: not on its batch neighbours, the chunking, or interruptions.
+    """
+
+    def __init__(self, decoder: PackedDecoder, enc: torch.Tensor, keys: torch.Tensor):
+        self.decoder = decoder
+        self.enc = enc.to(decoder.device, torch.float32)  # [B, F, 16]
+        self.keys = keys.to(decoder.device)  # [B] int64
+        batch, frames, _ = self.enc.shape
+        self.total = frames * HOP
+        self.state = decoder.fresh_state(batch)
+        self.codes = torch.zeros(batch, self.total, dtype=torch.uint8, device=decoder.device)  # classes k
+        self.prev = torch.zeros(batch, device=decoder.device)  # fed input for the next step
+        self._cond = None
+        self._cond_frame = -1
+
+    @property
+    def t(self) -> int:
+        return self.state.t
+
+    @property
+    def done(self) -> bool:
+        return self.state.t >= self.total
+
+    @torch.no_grad()
+    def advance(self, steps: int) -> int:
+        """Generate up to ``steps`` more samples; return how many were made."""
+        dec = self.decoder
+        made = 0
+        while made < steps and self.state.t < self.total:
+            t = self.state.t
+            if t // HOP != self._cond_frame:
+                self._cond_frame = t // HOP
+                self._cond = dec.condition(self.enc[:, self._cond_frame])
+            logits = dec.step(self.state, self.prev, self._cond)
+            cdf = torch.cumsum(torch.softmax(logits, -1), -1)  # [B, 256]
+            u = uniform(self.keys, t)  # [B]
+            k = torch.searchsorted(cdf, u[:, None]).clamp_(max=255)[:, 0]  # [B]
+            self.codes[:, t] = k.to(torch.uint8)
+            self.prev = (k.to(torch.float32) - 128.0) / 128.0
+            made += 1
+        return made
+
+    def state_dict(self) -> dict:
+        """A CPU snapshot from which :meth:`load_state_dict` continues bit-exactly."""
+        return {
+            "decoder": self.state.to_dict(),
+            "codes": self.codes[:, : self.state.t].cpu(),
+            "prev": self.prev.cpu(),
+            "keys": self.keys.cpu(),
+            "total": self.total,
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        if int(d["total"]) != self.total or not torch.equal(d["keys"].cpu(), self.keys.cpu()):
+            raise ValueError("saved generator state belongs to other sounds (keys or length differ)")
+        self.state = DecoderState.from_dict(d["decoder"], self.decoder.device)
+        self.codes.zero_()
+        self.codes[:, : self.state.t] = d["codes"].to(self.decoder.device)
+        self.prev = d["prev"].to(self.decoder.device)
+        self._cond_frame = -1
