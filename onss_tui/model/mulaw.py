@@ -20,8 +20,11 @@ __all__ = ["MU", "N_CLASSES", "mu_law", "inv_mu_law", "INV_MU_LAW_TABLE", "mu_la
 def mu_law(x: np.ndarray) -> np.ndarray:
     """Linear audio in [-1, 1] -> int16 mu-law level q in [-128, 127]."""
     x = np.asarray(x, dtype=np.float32)
-    mu = np.float32(MU)
-    companded = np.sign(x) * np.log(np.float32(1) + mu * np.abs(x)) / np.float32(np.log(1 + MU))
+    arg = np.float32(1) + np.float32(MU) * np.abs(x)  # float32, as TF computed it
+    # ln in double, rounded once to float32: a correctly rounded float32 log, identical in numpy
+    # and torch (their own float32 logs differ by an ulp now and then, which moves bin edges).
+    log = np.log(arg.astype(np.float64)).astype(np.float32)
+    companded = np.sign(x) * log / np.float32(np.log(1 + MU))
     q = np.floor(companded * np.float32(128))
     return np.clip(q, -128, 127).astype(np.int16)
 
@@ -44,7 +47,9 @@ INV_MU_LAW_TABLE: np.ndarray = inv_mu_law(np.arange(-128, 128))
 def mu_law_torch(x: torch.Tensor) -> torch.Tensor:
     """Torch twin of :func:`mu_law` (float32 math), returning int64 levels q in [-128, 127]."""
     x = x.to(torch.float32)
-    companded = torch.sign(x) * torch.log(1.0 + MU * torch.abs(x)) / float(np.float32(np.log(1 + MU)))
+    arg = 1.0 + MU * torch.abs(x)  # float32
+    log = torch.log(arg.to(torch.float64)).to(torch.float32)  # correctly rounded float32 log, as above
+    companded = torch.sign(x) * log / float(np.float32(np.log(1 + MU)))
     return torch.floor(companded * 128.0).clamp_(-128, 127).to(torch.int64)
 
 

@@ -1,0 +1,256 @@
+"""The ``onss`` command line.
+
+    onss model download [--dir DIR] [--from-file TAR]   install the NSynth checkpoint
+    onss model info [--checkpoint PATH]                 what is installed, validated
+    onss encode FILE... -o DIR [--checkpoint PATH]      stage 1: audio -> <stem>.npy encodings
+
+User errors print one message naming the file and the fix and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback, exit status 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from onss_tui.audio.io import AudioError
+    from onss_tui.model.checkpoint import CheckpointError
+    from onss_tui.model.install import InstallError
+
+    return (UserError, CheckpointError, InstallError, AudioError)
+
+
+# --------------------------------------------------------------------------------------------
+# Progress: Rich on a terminal, plain lines otherwise
+
+
+class ByteProgress:
+    """A progress callback (done, total) for byte counts."""
+
+    def __init__(self, label: str, stream=None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._rich = None
+        self._task = None
+        self._last_line = 0.0
+
+    def __enter__(self) -> "ByteProgress":
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            self._rich = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                  TransferSpeedColumn(), TimeRemainingColumn(), console=Console(file=self.stream))
+            self._rich.__enter__()
+            self._task = self._rich.add_task(self.label, total=None)
+        return self
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self._rich is not None:
+            self._rich.update(self._task, completed=done, total=total)
+            return
+        now = time.monotonic()
+        if now - self._last_line >= 5 or (total and done >= total):
+            self._last_line = now
+            pct = f" ({100 * done / total:.1f}%)" if total else ""
+            print(f"{self.label}: {done / 1e6:,.1f} MB{pct}", file=self.stream, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self._rich is not None:
+            self._rich.__exit__(*exc)
+
+
+# --------------------------------------------------------------------------------------------
+# onss model ...
+
+
+def cmd_model_download(args: argparse.Namespace) -> int:
+    from onss_tui.model import install
+
+    models_dir = Path(args.dir).expanduser() if args.dir else install.default_models_dir()
+    target = install.default_checkpoint(models_dir)
+    if not args.force and not args.from_file:
+        info = install.checkpoint_info(target, verify=False)
+        if info.installed and info.problem is None:
+            print(f"The checkpoint is already installed: {info.prefix}\n(use --force to install it again)")
+            return 0
+    if args.from_file:
+        tar = Path(args.from_file).expanduser()
+    else:
+        tar = models_dir / "wavenet-ckpt.tar"
+        print(f"Downloading {args.url}\n  to {tar} (resumable: run again if it is cut off)", file=sys.stderr)
+        with ByteProgress("download") as progress:
+            install.download(args.url, tar, progress)
+    print(f"Unpacking and checking {tar} ...", file=sys.stderr)
+    with ByteProgress("unpack") as progress:
+        prefix = install.install_from_tar(tar, models_dir, progress=progress)
+    if not args.from_file and not args.keep_tar:
+        tar.unlink(missing_ok=True)
+    print(f"Installed and verified: {prefix}")
+    return 0
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    from onss_tui.model import install
+
+    path = Path(args.checkpoint).expanduser() if args.checkpoint else None
+    info = install.checkpoint_info(path, verify=not args.no_verify)
+    if args.json:
+        print(json.dumps({
+            "prefix": str(info.prefix), "installed": info.installed, "valid": info.valid,
+            "problem": info.problem, "warnings": info.warnings, "files": info.files,
+            "tensors": info.tensors, "model_parameters": info.model_parameters, "has_ema": info.has_ema,
+        }, indent=2))
+        return 0 if info.installed and info.problem is None else EXIT_USER_ERROR
+    if not info.installed:
+        print(f"No NSynth checkpoint at {info.prefix}.")
+        print("Install it with:  onss model download      (about 1 GB; or --from-file wavenet-ckpt.tar)")
+        return EXIT_USER_ERROR if path else 0
+    print(f"checkpoint  {info.prefix}")
+    for name, size in info.files.items():
+        print(f"  {name:45s} {size:>15,} B")
+    if info.problem:
+        print(f"problem     {info.problem}")
+        return EXIT_USER_ERROR
+    status = "verified (every model tensor present, right shape, CRC32C ok)" if info.valid else "not verified (--no-verify)"
+    print(f"tensors     {info.tensors} in the bundle; model parameters {info.model_parameters:,}")
+    print(f"EMA shadows {'present (--ema loads them)' if info.has_ema else 'absent'}")
+    print(f"status      {status}")
+    for w in info.warnings:
+        print(f"note        {w}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# onss encode
+
+
+def _checkpoint_arg(value: str | None) -> Path:
+    from onss_tui.model import install
+
+    if value:
+        return Path(value).expanduser()
+    prefix = install.default_checkpoint()
+    if not prefix.with_name(prefix.name + ".index").is_file():
+        raise UserError(f"no checkpoint given and none installed at {prefix.parent}. "
+                        "Install it with 'onss model download' or pass --checkpoint PATH.")
+    return prefix
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from onss_tui.atomic import atomic_save_npy
+    from onss_tui.audio.io import fit_length, load
+    from onss_tui.model import NSynth
+
+    if args.length <= 0 or args.length % 512:
+        raise UserError(f"--length {args.length}: must be a positive multiple of 512 (64000 is 4 s at 16 kHz).")
+    files = [Path(f).expanduser() for f in args.files]
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise UserError(f"{f}: has the same name as {stems[f.stem]}; both would write {f.stem}.npy. Rename one.")
+        stems[f.stem] = f
+    out_dir = Path(args.output).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder. Choose another -o.")
+    # read everything first: a bad file stops the run before any model work
+    audio = [fit_length(load(f), args.length) for f in files]
+    model = NSynth.load(_checkpoint_arg(args.checkpoint), device=args.device, precision=args.precision, ema=args.ema)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(files), args.batch_size):
+        batch = np.stack(audio[start : start + args.batch_size])
+        enc = model.encode(batch)  # [b, frames, 16]
+        for f, e in zip(files[start : start + args.batch_size], enc):
+            dest = out_dir / f"{f.stem}.npy"
+            atomic_save_npy(dest, e.astype(np.float32))
+            print(f"{f} -> {dest}  {list(e.shape)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The parser
+
+
+def _device_default() -> str:
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception:  # pragma: no cover
+        return "cpu"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from onss_tui.model.install import CHECKPOINT_URL
+
+    parser = argparse.ArgumentParser(prog="onss", description="Open NSynth Super studio")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    model = sub.add_parser("model", help="install and inspect the NSynth checkpoint")
+    msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    dl = msub.add_parser("download", help="download, check and install wavenet-ckpt")
+    dl.add_argument("--dir", help="models folder (default: the user data folder)")
+    dl.add_argument("--from-file", metavar="TAR", help="install from a wavenet-ckpt.tar you already have")
+    dl.add_argument("--url", default=CHECKPOINT_URL, help=argparse.SUPPRESS)
+    dl.add_argument("--force", action="store_true", help="install again even if present")
+    dl.add_argument("--keep-tar", action="store_true", help="keep the downloaded tar")
+    dl.set_defaults(func=cmd_model_download)
+    info = msub.add_parser("info", help="what is installed, validated")
+    info.add_argument("--checkpoint", help="a checkpoint prefix, .index/.data file or folder (default: installed)")
+    info.add_argument("--no-verify", action="store_true", help="skip the CRC check of the model tensors")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(func=cmd_model_info)
+
+    enc = sub.add_parser("encode", help="audio files -> NSynth encodings (<stem>.npy, float32 [frames, 16])")
+    enc.add_argument("files", nargs="+", help="audio files in any format soundfile reads")
+    enc.add_argument("-o", "--output", required=True, help="output folder")
+    enc.add_argument("--checkpoint", help="checkpoint prefix, file or folder (default: installed)")
+    enc.add_argument("--length", type=int, default=64000, help="samples at 16 kHz, padded or trimmed (default 64000)")
+    enc.add_argument("--device", default=_device_default(), help="cpu, cuda or cuda:N")
+    enc.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    enc.add_argument("--ema", action="store_true", help="use the EMA weights instead of the raw ones")
+    enc.add_argument("--batch-size", type=int, default=8)
+    enc.set_defaults(func=cmd_encode)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        print("\nThe interactive wizard is not built yet; the commands above work today.")
+        return 0
+    try:
+        return func(args)
+    except _user_errors() as exc:
+        print(f"onss: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("onss: interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        if "CUDA" in str(exc) or "device" in str(exc):
+            print(f"onss: error: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Installing the published checkpoint: download (resumable), safe unpack, size checks, info.
+
+The tar ``wavenet-ckpt.tar`` unpacks to ``wavenet-ckpt/model.ckpt-200000.{index,data-00000-of-00001,meta}``.
+It is installed under the user data folder (``platformdirs``), or any ``--dir``. Progress is
+reported through a callback so that the CLI can draw it; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from onss_tui.atomic import fsync_dir
+from onss_tui.model.checkpoint import BundleReader, CheckpointError
+
+CHECKPOINT_URL = "http://download.magenta.tensorflow.org/models/nsynth/wavenet-ckpt.tar"
+CHECKPOINT_DIRNAME = "wavenet-ckpt"
+CHECKPOINT_PREFIX = "model.ckpt-200000"
+# Published sizes (spec §3.1); the .meta graph is not needed and not required.
+EXPECTED_SIZES: dict[str, int] = {
+    f"{CHECKPOINT_PREFIX}.data-00000-of-00001": 986_763_532,
+    f"{CHECKPOINT_PREFIX}.index": 63_671,
+}
+
+Progress = Callable[[int, int | None], None]  # (bytes done, bytes total or None)
+
+__all__ = [
+    "CHECKPOINT_URL",
+    "EXPECTED_SIZES",
+    "InstallError",
+    "default_models_dir",
+    "default_checkpoint",
+    "download",
+    "install_from_tar",
+    "checkpoint_info",
+]
+
+
+class InstallError(Exception):
+    """Installing the checkpoint failed; the message says why and what to do."""
+
+
+def default_models_dir() -> Path:
+    env = os.environ.get("ONSS_DATA_DIR")
+    if env:
+        return Path(env) / "models"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("onss")) / "models"
+
+
+def default_checkpoint(models_dir: Path | None = None) -> Path:
+    """The prefix of the installed checkpoint (it may not exist yet)."""
+    return (models_dir or default_models_dir()) / CHECKPOINT_DIRNAME / CHECKPOINT_PREFIX
+
+
+# --------------------------------------------------------------------------------------------
+# Download
+
+
+def download(url: str, dest: Path, progress: Progress | None = None, chunk: int = 1 << 20, timeout: float = 60) -> Path:
+    """Fetch ``url`` to ``dest``, resuming from ``dest.part`` if an earlier attempt was cut off."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "onss"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the part file is already complete
+            total = _content_range_total(exc.headers.get("Content-Range"))
+            if total == have:
+                os.replace(part, dest)
+                return dest
+        raise InstallError(f"{url}: the server answered {exc.code} {exc.reason}. Try again later, "
+                           "or download the tar by other means and run: onss model download --from-file TAR") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise InstallError(f"{url}: cannot connect ({reason}). Check the network, or download the tar "
+                           "elsewhere and run: onss model download --from-file TAR") from exc
+    with response:
+        status = getattr(response, "status", 200)
+        if have and status == 206:
+            total = _content_range_total(response.headers.get("Content-Range"))
+            mode = "ab"
+        else:  # the server ignored the range: start over
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            have, mode = 0, "wb"
+        done = have
+        try:
+            with open(part, mode) as f:
+                if progress:
+                    progress(done, total)
+                while True:
+                    block = response.read(chunk)
+                    if not block:
+                        break
+                    f.write(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise InstallError(f"{part}: download interrupted ({exc}). Run the same command again to resume.") from exc
+    if total is not None and done != total:
+        raise InstallError(f"{part}: the download stopped at {done:,} of {total:,} bytes. "
+                           "Run the same command again to resume.")
+    os.replace(part, dest)
+    fsync_dir(dest.parent)
+    return dest
+
+
+def _content_range_total(value: str | None) -> int | None:
+    if value and "/" in value:
+        tail = value.rsplit("/", 1)[1]
+        if tail.isdigit():
+            return int(tail)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Unpack and install
+
+
+def _safe_members(tar: tarfile.TarFile, tar_path: Path) -> list[tarfile.TarInfo]:
+    members = []
+    for m in tar.getmembers():
+        name = m.name
+        parts = Path(name).parts
+        if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise InstallError(f"{tar_path}: refusing to unpack {name!r}: it points outside the target folder. "
+                               "The tar is not the published checkpoint.")
+        if m.issym() or m.islnk() or m.isdev():
+            raise InstallError(f"{tar_path}: refusing to unpack link or device {name!r}. "
+                               "The tar is not the published checkpoint.")
+        if m.isfile() or m.isdir():
+            members.append(m)
+    return members
+
+
+def install_from_tar(
+    tar_path: Path,
+    models_dir: Path | None = None,
+    expected_sizes: Mapping[str, int] | None = EXPECTED_SIZES,
+    progress: Progress | None = None,
+) -> Path:
+    """Unpack ``wavenet-ckpt.tar`` safely, check it, and install it; return the checkpoint prefix.
+
+    Files are unpacked into a temporary folder beside the target, checked (sizes, then the index
+    and every model tensor's CRC through the reader), and only then moved into place, so a failed
+    install never leaves a half-installed checkpoint.
+    """
+    tar_path = Path(tar_path)
+    models_dir = Path(models_dir or default_models_dir())
+    models_dir.mkdir(parents=True, exist_ok=True)
+    target = models_dir / CHECKPOINT_DIRNAME
+    if not tar_path.is_file():
+        raise InstallError(f"{tar_path}: no such file. Pass the downloaded wavenet-ckpt.tar.")
+    staging = Path(tempfile.mkdtemp(prefix=".wavenet-ckpt.", dir=models_dir))
+    try:
+        try:
+            with tarfile.open(tar_path) as tar:
+                members = _safe_members(tar, tar_path)
+                total = sum(m.size for m in members)
+                done = 0
+                for m in members:
+                    dest = staging.joinpath(*Path(m.name).parts)
+                    if m.isdir():
+                        dest.mkdir(parents=True, exist_ok=True)
+                        continue
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    src = tar.extractfile(m)
+                    assert src is not None
+                    with src, open(dest, "wb") as out:
+                        while block := src.read(1 << 20):
+                            out.write(block)
+                            done += len(block)
+                            if progress:
+                                progress(done, total)
+                        out.flush()
+                        os.fsync(out.fileno())
+        except (tarfile.TarError, EOFError) as exc:
+            raise InstallError(f"{tar_path}: not a complete tar archive ({exc}). "
+                               "Download it again (onss model download).") from exc
+        # the checkpoint files may sit in wavenet-ckpt/ or at the top of the tar
+        indexes = sorted(staging.rglob("*.index"))
+        if not indexes:
+            raise InstallError(f"{tar_path}: holds no checkpoint (.index file). Is it wavenet-ckpt.tar?")
+        found = indexes[0].parent
+        if expected_sizes:
+            for name, size in expected_sizes.items():
+                f = found / name
+                if not f.is_file():
+                    raise InstallError(f"{tar_path}: {name} is missing from the archive. Download it again.")
+                if f.stat().st_size != size:
+                    raise InstallError(
+                        f"{tar_path}: {name} is {f.stat().st_size:,} bytes, the published file is {size:,}. "
+                        "The download is damaged or not the NSynth checkpoint; download it again."
+                    )
+        check_checkpoint(found)
+        old = None
+        if target.exists():
+            old = models_dir / f".old-{CHECKPOINT_DIRNAME}-{os.getpid()}"
+            os.replace(target, old)
+        os.replace(found, target)
+        fsync_dir(models_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return resolve_installed(target)
+
+
+def resolve_installed(folder: Path) -> Path:
+    from onss_tui.model.checkpoint import resolve_prefix
+
+    return resolve_prefix(folder)
+
+
+def check_checkpoint(path: Path) -> BundleReader:
+    """Open the checkpoint and verify every model variable (presence, shape, CRC)."""
+    from onss_tui.model.nsynth import NSynth
+
+    try:
+        reader = BundleReader(path)
+        shapes = NSynth.variable_shapes()
+        missing = [n for n in shapes if n not in reader]
+        if missing:
+            raise InstallError(f"{reader.index_path}: not the NSynth wavenet-ckpt: {len(missing)} model variables "
+                               f"missing (first: {missing[0]}).")
+        wrong = [n for n, s in shapes.items() if reader.entries[n].shape != s]
+        if wrong:
+            raise InstallError(f"{reader.index_path}: not the NSynth wavenet-ckpt: {wrong[0]} has shape "
+                               f"{list(reader.entries[wrong[0]].shape)}, expected {list(shapes[wrong[0]])}.")
+        for name in shapes:  # one tensor at a time keeps memory flat
+            reader.read(name)
+    except CheckpointError as exc:
+        raise InstallError(str(exc)) from exc
+    return reader
+
+
+# --------------------------------------------------------------------------------------------
+# What is installed
+
+
+@dataclass
+class CheckpointInfo:
+    prefix: Path
+    installed: bool
+    valid: bool = False
+    problem: str | None = None
+    files: dict[str, int] = field(default_factory=dict)
+    tensors: int = 0
+    model_parameters: int = 0
+    has_ema: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def checkpoint_info(path: Path | None = None, verify: bool = True) -> CheckpointInfo:
+    """Describe the checkpoint at ``path`` (default: the installed one), validating it if asked."""
+    from onss_tui.model.checkpoint import resolve_prefix
+
+    prefix = Path(path) if path else default_checkpoint()
+    try:
+        prefix = resolve_prefix(prefix)
+    except CheckpointError as exc:
+        return CheckpointInfo(prefix, installed=False, problem=str(exc))
+    info = CheckpointInfo(prefix, installed=True)
+    for f in sorted(prefix.parent.glob(prefix.name + ".*")):
+        info.files[f.name] = f.stat().st_size
+    try:
+        reader = check_checkpoint(prefix) if verify else BundleReader(prefix)
+    except (InstallError, CheckpointError) as exc:
+        info.problem = str(exc)
+        return info
+    from onss_tui.model.nsynth import NSynth
+
+    shapes = NSynth.variable_shapes()
+    info.tensors = len(reader.entries)
+    info.model_parameters = sum(math.prod(s) for s in shapes.values())
+    info.has_ema = all(n + "/ExponentialMovingAverage" in reader for n in shapes)
+    info.valid = verify
+    for name, size in EXPECTED_SIZES.items():
+        if name in info.files and info.files[name] != size:
+            info.warnings.append(f"{name} is {info.files[name]:,} bytes; the published file is {size:,} "
+                                 "(not the published checkpoint)")
+    return info

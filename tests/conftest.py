@@ -1,0 +1,65 @@
+"""Shared fixtures: the golden reference (read in place from ../shared/golden) and its weights."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT.parent / "shared" / "golden"
+
+
+def golden_weight(name: str, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """The weight recipe of ../shared/golden/README.md, reproduced exactly."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    if name.endswith("/W"):  # shape [1, K, Cin, Cout]
+        k, cin = shape[1], shape[2]
+        return (rng.standard_normal(shape) / np.sqrt(k * cin)).astype(np.float32)
+    return (rng.standard_normal(shape) * 0.1).astype(np.float32)  # "/biases"
+
+
+def need_golden() -> Path:
+    if not (GOLDEN / "nsynth_reference.npz").is_file():
+        pytest.skip(f"golden reference data not found at {GOLDEN}")
+    return GOLDEN
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    return need_golden()
+
+
+@pytest.fixture(scope="session")
+def golden_spec(golden_dir) -> dict:
+    return json.loads((golden_dir / "variables.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def golden_variables(golden_spec) -> dict[str, np.ndarray]:
+    seed = golden_spec["seed"]
+    return {name: golden_weight(name, tuple(shape), seed) for name, shape in golden_spec["variables"].items()}
+
+
+@pytest.fixture(scope="session")
+def reference(golden_dir):
+    with np.load(golden_dir / "nsynth_reference.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="session")
+def golden_model(golden_variables):
+    from onss_tui.model import NSynth
+
+    return NSynth.from_tf_variables(golden_variables, device="cpu", precision="fp32")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory, monkeypatch):
+    """Keep caches and installed models of tests out of the user's folders."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("ONSS_CACHE_DIR", str(base / "cache"))
+    monkeypatch.setenv("ONSS_DATA_DIR", str(base / "data"))
