@@ -58,8 +58,23 @@ def golden_model(golden_variables):
 
 
 @pytest.fixture(autouse=True)
-def _isolated_dirs(tmp_path_factory, monkeypatch):
-    """Keep caches and installed models of tests out of the user's folders."""
-    base = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("ONSS_CACHE_DIR", str(base / "cache"))
-    monkeypatch.setenv("ONSS_DATA_DIR", str(base / "data"))
+def _isolated_dirs(tmp_path_factory, tmp_path, monkeypatch):
+    """Keep caches and installed models of tests out of the user's folders (a fresh data folder
+    for each test; one weight cache for the session)."""
+    monkeypatch.setenv("ONSS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("ONSS_DATA_DIR", str(tmp_path / "data"))
+
+
+@pytest.fixture(scope="session")
+def golden_checkpoint(tmp_path_factory, golden_variables) -> Path:
+    """The golden weights written as a TF V2 checkpoint (raw weights, EMA shadows at half value,
+    and some training state), in the layout of the published wavenet-ckpt."""
+    from onss_tui.model.checkpoint import write_bundle
+
+    folder = tmp_path_factory.mktemp("ckpt") / "wavenet-ckpt"
+    tensors = dict(golden_variables)
+    for name, value in golden_variables.items():
+        tensors[name + "/ExponentialMovingAverage"] = value * np.float32(0.5)
+    tensors["global_step"] = np.array(200000, dtype=np.int64)
+    tensors["beta1_power"] = np.array(0.5, dtype=np.float32)
+    return write_bundle(folder / "model.ckpt-200000", tensors)

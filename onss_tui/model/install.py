@@ -154,14 +154,15 @@ def _safe_members(tar: tarfile.TarFile, tar_path: Path) -> list[tarfile.TarInfo]
 def install_from_tar(
     tar_path: Path,
     models_dir: Path | None = None,
-    expected_sizes: Mapping[str, int] | None = EXPECTED_SIZES,
+    expected_sizes: Mapping[str, int] | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Unpack ``wavenet-ckpt.tar`` safely, check it, and install it; return the checkpoint prefix.
 
     Files are unpacked into a temporary folder beside the target, checked (sizes, then the index
     and every model tensor's CRC through the reader), and only then moved into place, so a failed
-    install never leaves a half-installed checkpoint.
+    install never leaves a half-installed checkpoint. ``expected_sizes`` defaults to the published
+    sizes; pass ``{}`` to skip that check (for checkpoints of one's own).
     """
     tar_path = Path(tar_path)
     models_dir = Path(models_dir or default_models_dir())
@@ -200,8 +201,9 @@ def install_from_tar(
         if not indexes:
             raise InstallError(f"{tar_path}: holds no checkpoint (.index file). Is it wavenet-ckpt.tar?")
         found = indexes[0].parent
-        if expected_sizes:
-            for name, size in expected_sizes.items():
+        sizes = EXPECTED_SIZES if expected_sizes is None else expected_sizes
+        if sizes:
+            for name, size in sizes.items():
                 f = found / name
                 if not f.is_file():
                     raise InstallError(f"{tar_path}: {name} is missing from the archive. Download it again.")
