@@ -3,6 +3,7 @@
     onss model download [--dir DIR] [--from-file TAR]   install the NSynth checkpoint
     onss model info [--checkpoint PATH]                 what is installed, validated
     onss encode FILE... -o DIR [--checkpoint PATH]      stage 1: audio -> <stem>.npy encodings
+    onss validate PADS_DIR [--settings FILE]            check a pack against the device's rules
 
 User errors print one message naming the file and the fix and exit with status 2; no traceback.
 """
@@ -183,6 +184,35 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# onss validate
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from onss_tui.device.settings import validate_pack
+
+    pads = Path(args.pads_dir).expanduser()
+    settings = Path(args.settings).expanduser() if args.settings else pads / "settings.json"
+    if not settings.is_file() and not args.settings and (pads.parent / "settings.json").is_file():
+        settings = pads.parent / "settings.json"  # a run folder: <run>/pads and <run>/settings.json
+    pitches = None
+    if args.pitches:
+        try:
+            pitches = [int(p) for p in args.pitches.split(",")]
+        except ValueError:
+            raise UserError(f"--pitches {args.pitches!r}: give MIDI notes separated by commas, e.g. 24,28,32") from None
+    findings = validate_pack(settings, pads, resolution=args.resolution, pitches=pitches, content=not args.no_content)
+    errors = [f for f in findings if f.level == "error"]
+    if args.json:
+        print(json.dumps([f.__dict__ for f in findings], indent=2))
+    else:
+        for f in findings:
+            print(f)
+        verdict = "INVALID: the device would crash, stay silent or mis-play" if errors else "valid"
+        print(f"{verdict} ({len(errors)} errors, {len(findings) - len(errors)} warnings): {settings} + {pads}")
+    return 1 if errors else 0
+
+
+# --------------------------------------------------------------------------------------------
 # The parser
 
 
@@ -226,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--ema", action="store_true", help="use the EMA weights instead of the raw ones")
     enc.add_argument("--batch-size", type=int, default=8)
     enc.set_defaults(func=cmd_encode)
+
+    val = sub.add_parser("validate", help="check pad files and the device settings.json before deploying")
+    val.add_argument("pads_dir", help="folder of .bin pad files (or a run folder's pads/)")
+    val.add_argument("--settings", help="the device settings.json (default: beside or above the pads)")
+    val.add_argument("--resolution", type=int, help="the resolution the pads were made with")
+    val.add_argument("--pitches", help="the pitches the pads were made with, comma-separated, in order")
+    val.add_argument("--no-content", action="store_true", help="skip the row content checks (faster)")
+    val.add_argument("--json", action="store_true", help="findings as JSON")
+    val.set_defaults(func=cmd_validate)
     return parser
 
 

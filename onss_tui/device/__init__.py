@@ -1,0 +1,1 @@
+"""What the Open NSynth Super device reads: .bin pad files and its settings.json."""

@@ -1,0 +1,1 @@
+"""The headless pipeline: one module per stage, no UI imports."""
