@@ -4,6 +4,7 @@
     onss model info [--checkpoint PATH]                 what is installed, validated
     onss encode FILE... -o DIR [--checkpoint PATH]      stage 1: audio -> <stem>.npy encodings
     onss validate PADS_DIR [--settings FILE]            check a pack against the device's rules
+    onss recipe check|import|schema                     recipes (YAML)
 
 User errors print one message naming the file and the fix and exit with status 2; no traceback.
 """
@@ -28,8 +29,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from onss_tui.audio.io import AudioError
     from onss_tui.model.checkpoint import CheckpointError
     from onss_tui.model.install import InstallError
+    from onss_tui.recipe import RecipeError
 
-    return (UserError, CheckpointError, InstallError, AudioError)
+    return (UserError, CheckpointError, InstallError, AudioError, RecipeError)
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,6 +186,46 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# onss recipe ...
+
+
+def cmd_recipe_check(args: argparse.Namespace) -> int:
+    from onss_tui.recipe import load_recipe
+
+    path = Path(args.file).expanduser()
+    r = load_recipe(path)
+    base = path.resolve().parent
+    counts = [len(c) for c in r.corners.lists()]
+    combos = counts[0] * counts[1] * counts[2] * counts[3]
+    print(f"{path}: recipe {r.name!r} is valid")
+    print(f"  corners   {' / '.join(', '.join(c) for c in r.corners.names())}  ({combos} pad files)")
+    print(f"  pitches   {r.pitches}, resolution {r.resolution}, engine {r.engine}")
+    print(f"  inputs    {r.inputs_dir(base)}")
+    print(f"  output    {r.output_dir(base)}")
+    return 0
+
+
+def cmd_recipe_import(args: argparse.Namespace) -> int:
+    from onss_tui.recipe import import_original_settings, save_recipe
+
+    r = import_original_settings(Path(args.settings).expanduser(), name=args.name, inputs=args.inputs)
+    out = Path(args.output).expanduser() if args.output else Path("recipes") / f"{r.name}.yaml"
+    if out.exists() and not args.force:
+        raise UserError(f"{out}: already exists; pass --force to replace it or -o for another file.")
+    save_recipe(r, out)
+    print(f"{out}: written. Corners: NW -> top_left, NE -> top_right, SE -> bottom_left, SW -> bottom_right "
+          "(where the original really placed them).")
+    return 0
+
+
+def cmd_recipe_schema(args: argparse.Namespace) -> int:
+    from onss_tui.recipe import recipe_schema
+
+    print(recipe_schema())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # onss validate
 
 
@@ -256,6 +298,21 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--ema", action="store_true", help="use the EMA weights instead of the raw ones")
     enc.add_argument("--batch-size", type=int, default=8)
     enc.set_defaults(func=cmd_encode)
+
+    rec = sub.add_parser("recipe", help="check, import and describe recipes")
+    rsub = rec.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
+    chk = rsub.add_parser("check", help="validate a recipe; every problem with file:line:col")
+    chk.add_argument("file")
+    chk.set_defaults(func=cmd_recipe_check)
+    imp = rsub.add_parser("import", help="convert the original pipeline's audio/settings.json")
+    imp.add_argument("settings")
+    imp.add_argument("-o", "--output", help="recipe file to write (default: recipes/<name>.yaml)")
+    imp.add_argument("--name", help="recipe name (default: from the folder)")
+    imp.add_argument("--inputs", default="audio", help="the folder of input notes, relative to the recipe")
+    imp.add_argument("--force", action="store_true", help="replace an existing recipe file")
+    imp.set_defaults(func=cmd_recipe_import)
+    sch = rsub.add_parser("schema", help="print the recipe JSON Schema (for editors)")
+    sch.set_defaults(func=cmd_recipe_schema)
 
     val = sub.add_parser("validate", help="check pad files and the device settings.json before deploying")
     val.add_argument("pads_dir", help="folder of .bin pad files (or a run folder's pads/)")

@@ -1,0 +1,326 @@
+"""Recipes: what to make, as YAML. One model serves the CLI, the wizard and the workers.
+
+    name: birds
+    inputs: audio/                  # folder of <instrument>_<midi pitch>.<wav|aif|aiff|flac|mp3|ogg>
+    corners:                        # by position on the touch pad
+      top_left:     [bird1]         # a bare name, or {name: bird1, display: BIRD 1, abbr: B1}
+      top_right:    [bird2]
+      bottom_left:  [bird3]
+      bottom_right: [bird4]
+    pitches: [24, 27, 30, 33]
+    resolution: 9
+    engine: nsynth                  # nsynth | preview
+    output: runs/birds              # relative paths are relative to the recipe file
+
+Errors are reported all at once, each as ``file:line:col: field: message``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from onss_tui.atomic import atomic_write_text
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]*$")
+CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
+
+__all__ = ["Recipe", "RecipeError", "load_recipe", "save_recipe", "recipe_schema", "import_original_settings"]
+
+
+class RecipeError(Exception):
+    """One or more problems in a recipe; ``problems`` holds each ``file:line:col: field: message``."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Instrument(_Strict):
+    name: str = Field(description="the file prefix of its notes: <name>_<pitch>.wav")
+    display: str | None = Field(None, description="shown on the device's selection screen (8 characters)")
+    abbr: str | None = Field(None, description="shown in the pad's corner (2 characters)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(f"{v!r}: use letters, digits, '.' and '-' only (no '_', '/' or spaces: "
+                             "the name is part of <name>_<pitch>.wav and of the pad file names)")
+        return v
+
+    @field_validator("display")
+    @classmethod
+    def _display(cls, v: str | None) -> str | None:
+        if v is not None and not 1 <= len(v) <= 8:
+            raise ValueError(f"{v!r}: 1 to 8 characters (the device's screen shows 8)")
+        return v
+
+    @field_validator("abbr")
+    @classmethod
+    def _abbr(cls, v: str | None) -> str | None:
+        if v is not None and not 1 <= len(v) <= 2:
+            raise ValueError(f"{v!r}: 1 or 2 characters")
+        return v
+
+    @property
+    def display_name(self) -> str:
+        return self.display or self.name.upper()[:8]
+
+    @property
+    def abbreviation(self) -> str:
+        return self.abbr or self.name.upper()[:2]
+
+
+def _instrument(v: Any) -> Any:
+    return {"name": v} if isinstance(v, str) else v
+
+
+class Corners(_Strict):
+    top_left: list[Instrument] = Field(min_length=1)
+    top_right: list[Instrument] = Field(min_length=1)
+    bottom_left: list[Instrument] = Field(min_length=1)
+    bottom_right: list[Instrument] = Field(min_length=1)
+
+    @field_validator(*CORNERS, mode="before")
+    @classmethod
+    def _bare_names(cls, v: Any) -> Any:
+        if isinstance(v, (str, dict)):
+            v = [v]
+        return [_instrument(i) for i in v] if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _unique(self) -> "Corners":
+        seen: dict[str, str] = {}
+        for corner in CORNERS:
+            for inst in getattr(self, corner):
+                if inst.name in seen:
+                    where = "twice in " + corner if seen[inst.name] == corner else f"in {seen[inst.name]} and {corner}"
+                    raise ValueError(f"instrument {inst.name!r} appears {where}; each instrument may sit in one corner once")
+                seen[inst.name] = corner
+        return self
+
+    def lists(self) -> list[list[Instrument]]:
+        """The four corners in device order: top-left, top-right, bottom-left, bottom-right."""
+        return [getattr(self, c) for c in CORNERS]
+
+    def names(self) -> list[list[str]]:
+        return [[i.name for i in c] for c in self.lists()]
+
+
+class Generation(_Strict):
+    precision: Literal["auto", "fp32", "tf32", "bf16"] = "auto"
+    batch_size: Union[Literal["auto"], int] = "auto"
+    gpus: Union[Literal["all"], int, list[int]] = "all"
+    seed: int = Field(0, ge=0, lt=2**32)
+    sample_length: int = Field(64000, description="samples generated per sound at 16 kHz (multiple of 512)")
+    save_every: int = Field(8192, ge=512, description="samples between resumable checkpoints of a batch")
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch(cls, v: Any) -> Any:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be 'auto' or a positive integer")
+        return v
+
+    @field_validator("sample_length")
+    @classmethod
+    def _length(cls, v: int) -> int:
+        if v < 512 or v % 512:
+            raise ValueError(f"{v}: must be a positive multiple of 512 (64000 = 4 s)")
+        return v
+
+
+class Clean(_Strict):
+    mode: Literal["mp3", "lowpass", "none"] = "mp3"
+    normalize_dbfs: float = Field(-12.0, ge=-60, le=0)
+
+
+class Device(_Strict):
+    data_directory: str = "/home/pi/pads"
+    looping: bool = True
+    loop_start: float = Field(0.2, ge=0, le=1, description="fraction of the row, not seconds")
+    loop_end: float = Field(0.41, ge=0, le=1, description="fraction of the row, not seconds")
+    midi_channel: int = Field(1, ge=1, le=16)
+    osc_port: int = Field(8000, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _loop(self) -> "Device":
+        if self.loop_start >= self.loop_end:
+            raise ValueError(f"loop_start ({self.loop_start}) must be below loop_end ({self.loop_end}); "
+                             "both are fractions of the 60000-sample row")
+        return self
+
+
+class Recipe(_Strict):
+    name: str
+    inputs: str = Field(description="folder of <instrument>_<pitch> audio files")
+    corners: Corners
+    pitches: list[int] = Field(min_length=1)
+    resolution: int = Field(9, ge=2, le=33)
+    engine: Literal["nsynth", "preview"] = "nsynth"
+    checkpoint: str | None = None
+    generation: Generation = Field(default_factory=Generation)
+    clean: Clean = Field(default_factory=Clean)
+    device: Device = Field(default_factory=Device)
+    output: str | None = Field(None, description="the run folder (default: runs/<name>)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(f"{v!r}: use letters, digits, '.' and '-' only")
+        return v
+
+    @field_validator("pitches")
+    @classmethod
+    def _pitches(cls, v: list[int]) -> list[int]:
+        bad = [p for p in v if not 0 <= p <= 127]
+        if bad:
+            raise ValueError(f"MIDI notes are 0-127; {bad} are not")
+        if len(set(v)) != len(v):
+            raise ValueError("a pitch is listed twice")
+        return v
+
+    # -- paths relative to the recipe file ------------------------------------------------------
+    def resolve(self, base: Path, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (base / p)
+
+    def output_dir(self, base: Path) -> Path:
+        return self.resolve(base, self.output or f"runs/{self.name}")
+
+    def inputs_dir(self, base: Path) -> Path:
+        return self.resolve(base, self.inputs)
+
+
+# --------------------------------------------------------------------------------------------
+# YAML with positions
+
+
+def _positions(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, tuple[int, int]]:
+    """Map every field path to the (line, col) of its key (1-based), or of its value for list items."""
+    out = {} if out is None else out
+    out.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = path + (key.value,)
+            out[sub] = (key.start_mark.line + 1, key.start_mark.column + 1)
+            _positions(value, sub, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _positions(item, path + (i,), out)
+    return out
+
+
+def _where(loc: tuple, positions: dict) -> tuple[int, int]:
+    loc = tuple(x for x in loc if not (isinstance(x, str) and ("[" in x or x in {"str", "int", "list[int]"})))
+    while loc and loc not in positions:
+        loc = loc[:-1]
+    return positions.get(loc, (1, 1))
+
+
+def _message(err: dict) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        return "unknown key; remove it or check its spelling (see: onss recipe schema)"
+    if kind == "missing":
+        return "required; add it"
+    if kind == "too_short":
+        return "needs at least one entry"
+    return msg.removeprefix("Value error, ")
+
+
+def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
+    """Validate YAML text; raises RecipeError listing every problem with its position."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise RecipeError([f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    if not isinstance(data, dict):
+        raise RecipeError([f"{source}:1:1: a recipe is a YAML mapping of keys (name, inputs, corners, pitches, ...)"])
+    positions = _positions(node) if node is not None else {}
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = err["loc"]
+            line, col = _where(loc, positions)
+            field = ".".join(str(x) for x in loc if not (isinstance(x, str) and "[" in x)) or "(top level)"
+            problems.append(f"{source}:{line}:{col}: {field}: {_message(err)}")
+        raise RecipeError(sorted(set(problems), key=lambda p: [int(x) if x.isdigit() else x for x in p.split(":")[1:3]]))
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RecipeError([f"{path}: cannot read the recipe ({exc.strerror})"]) from None
+    return parse_recipe(text, str(path))
+
+
+def recipe_yaml(recipe: Recipe) -> str:
+    data = recipe.model_dump(mode="json", exclude_none=False)
+    corners = {}
+    for c in CORNERS:  # bare names where nothing else is set: the way people write them
+        corners[c] = [i["name"] if i["display"] is None and i["abbr"] is None else
+                      {k: v for k, v in i.items() if v is not None} for i in data["corners"][c]]
+    data["corners"] = corners
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> Path:
+    path = Path(path)
+    atomic_write_text(path, recipe_yaml(recipe))
+    return path
+
+
+def recipe_schema() -> str:
+    """JSON Schema of recipes, for editors (e.g. yaml-language-server)."""
+    return json.dumps(Recipe.model_json_schema(), indent=2)
+
+
+# --------------------------------------------------------------------------------------------
+# The original pipeline's audio/settings.json
+
+
+def import_original_settings(path: str | Path, name: str | None = None, inputs: str = "audio") -> Recipe:
+    """Convert the original ``audio/settings.json``. Its corner lists are built NW, NE, SE, SW and
+    land at (0,0), (1,0), (0,1), (1,1): so "SE" is bottom-LEFT and "SW" bottom-RIGHT (spec §3.6.4)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise RecipeError([f"{path}: cannot read it ({exc.strerror})"]) from None
+    except json.JSONDecodeError as exc:
+        raise RecipeError([f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})"]) from None
+    pads = data.get("pads") if isinstance(data, dict) else None
+    if not isinstance(pads, dict) or set(pads) != {"NW", "NE", "SE", "SW"}:
+        raise RecipeError([f"{path}: expected a \"pads\" object with the lists NW, NE, SE and SW"])
+    raw = {
+        "name": name or (path.parent.name if path.parent.name not in ("", ".", "audio") else "imported"),
+        "inputs": inputs,
+        "corners": {"top_left": pads["NW"], "top_right": pads["NE"], "bottom_left": pads["SE"], "bottom_right": pads["SW"]},
+        "pitches": data.get("pitches", list(range(24, 85, 4))),
+        "resolution": data.get("resolution", 9),
+    }
+    if not NAME_RE.match(raw["name"]):
+        raw["name"] = "imported"
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise RecipeError([f"{path}: {'.'.join(map(str, e['loc']))}: {_message(e)}" for e in exc.errors()]) from None
