@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,9 +30,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from onss_tui.audio.io import AudioError
     from onss_tui.model.checkpoint import CheckpointError
     from onss_tui.model.install import InstallError
+    from onss_tui.device.deploy import DeployError
+    from onss_tui.pipeline.prepare import PrepareError
+    from onss_tui.pipeline.rundir import RunLocked
+    from onss_tui.pipeline.runner import RunError
     from onss_tui.recipe import RecipeError
 
-    return (UserError, CheckpointError, InstallError, AudioError, RecipeError)
+    return (UserError, CheckpointError, InstallError, AudioError, RecipeError, PrepareError, RunError, RunLocked,
+            DeployError)
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,6 +232,207 @@ def cmd_recipe_schema(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# onss run / status / stop / demo / deploy
+
+
+class EventPrinter:
+    """Shows run events: Rich progress on a terminal, plain lines otherwise, or JSON lines."""
+
+    def __init__(self, json_lines: bool = False, stream=None):
+        self.json = json_lines
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() and not json_lines
+        self._last: dict[str, float] = {}
+        self._progress = None
+        self._tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "EventPrinter":
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                                      console=Console(file=self.stream))
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def _line(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(text)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def __call__(self, e: dict) -> None:
+        if self.json:
+            print(json.dumps(e), file=self.stream, flush=True)
+            return
+        kind, stream = e["event"], e["stream"]
+        if kind == "stage_start":
+            self._line(f"[{e['stage']}] started")
+        elif kind == "stage_done":
+            extra = ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("t", "stream", "event", "stage"))
+            self._line(f"[{e['stage']}] done ({extra})")
+        elif kind == "stage_skip":
+            self._line(f"[{e['stage']}] already done")
+        elif kind == "stage_failed":
+            self._line(f"[{e['stage']}] FAILED")
+        elif kind == "warning":
+            self._line(f"[{stream}] warning: {e['message']}")
+        elif kind == "run_done":
+            self._line(f"pads:     {e['pads']}\nsettings: {e['settings']}")
+        elif kind == "progress":
+            if "batch" in e:
+                label, done, total = f"{stream} batch {e['batch']}/{e['batches']}", e["sample"], e["samples"]
+                info = f"{e['samples_per_s']:,.0f} samples/s" if e.get("samples_per_s") else ""
+            else:
+                label, done, total, info = stream, e["done"], e["total"], ""
+            if self._progress is not None:
+                key = stream
+                if key not in self._tasks:
+                    self._tasks[key] = self._progress.add_task(label, total=total, info=info)
+                self._progress.update(self._tasks[key], description=label, completed=done, total=total, info=info)
+            elif time.monotonic() - self._last.get(stream, 0) >= 5 or done >= total:
+                self._last[stream] = time.monotonic()
+                self._line(f"[{label}] {done}/{total} {info}".rstrip())
+
+
+def _run_recipe(recipe_path: Path, json_lines: bool, device: str | None) -> int:
+    from onss_tui.pipeline.runner import Runner
+
+    runner = Runner.from_file(recipe_path, device=device)
+    with EventPrinter(json_lines) as printer:
+        runner.listener = printer
+        run_dir = runner.execute()
+    if not json_lines:
+        preview = " (PREVIEW engine: not NSynth; for checking layout and corners)" if runner.recipe.engine == "preview" else ""
+        print(f"Done{preview}: {run_dir}\nCheck it on the device: onss deploy {run_dir} --to /media/SDCARD")
+    return 0
+
+
+def _detach(argv: list[str], run_dir: Path) -> int:
+    import subprocess
+
+    logs = run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "supervisor.log", "ab") as log, open(os.devnull, "rb") as null:
+        proc = subprocess.Popen([sys.executable, "-m", "onss_tui", *argv], stdin=null, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    print(f"Started in the background (pid {proc.pid}); it survives this SSH session.\n"
+          f"  watch:  onss status {run_dir}\n  stop:   onss stop {run_dir}\n  log:    {logs / 'supervisor.log'}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from onss_tui.pipeline.runner import resolved_recipe
+    from onss_tui.recipe import load_recipe
+
+    path = Path(args.recipe).expanduser()
+    recipe = load_recipe(path)
+    if args.detach:
+        run_dir = Path(resolved_recipe(recipe, path.resolve().parent).output)
+        argv = ["run", str(path.resolve()), "--json"] + (["--device", args.device] if args.device else [])
+        return _detach(argv, run_dir)
+    return _run_recipe(path, args.json, args.device)
+
+
+def _run_dir_arg(value: str | None) -> Path:
+    if value:
+        p = Path(value).expanduser()
+        if p.is_file() and p.suffix in (".yaml", ".yml"):
+            from onss_tui.pipeline.runner import resolved_recipe
+            from onss_tui.recipe import load_recipe
+
+            return Path(resolved_recipe(load_recipe(p), p.resolve().parent).output)
+        return p
+    runs = sorted(Path("runs").glob("*/state.json"), key=lambda f: f.stat().st_mtime)
+    if not runs:
+        raise UserError("no run given and none under ./runs; pass the run folder (the recipe's 'output').")
+    return runs[-1].parent
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from onss_tui.pipeline.rundir import STAGES, RunDir
+
+    run = RunDir(_run_dir_arg(args.run))
+    if not run.state_path.is_file():
+        raise UserError(f"{run.path}: not a run folder (no state.json). Pass the folder a recipe's 'output' names.")
+    state = run.read_state()
+    pid = run.locked_by()
+    if args.json:
+        print(json.dumps({**state, "active_pid": pid}, indent=2))
+        return 0
+    alive = f"running (pid {pid})" if pid else state.get("status", "?") + " (no process attached)"
+    print(f"{run.path}: {state.get('name', '?')} [{state.get('engine', '?')}]  {alive}")
+    for stage in STAGES:
+        info = state.get("stages", {}).get(stage, {})
+        status = info.get("status", "pending")
+        extra = f"  {info['error']}" if info.get("error") else ""
+        print(f"  {stage:12s} {status}{extra}")
+    last = {}
+    for e in run.events():
+        if e["event"] == "progress":
+            last[e["stream"]] = e
+    for stream, e in sorted(last.items()):
+        if "batch" in e:
+            rate = f", {e['samples_per_s']:,.0f} samples/s" if e.get("samples_per_s") else ""
+            print(f"  {stream}: batch {e['batch']}/{e['batches']}, sample {e['sample']}/{e['samples']}{rate}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    import signal
+
+    from onss_tui.pipeline.rundir import RunDir
+
+    run = RunDir(_run_dir_arg(args.run))
+    pid = run.locked_by()
+    if not pid or pid < 0:
+        print(f"{run.path}: no run is active.")
+        return 0
+    os.killpg(os.getpgid(pid), signal.SIGTERM) if args.group else os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if run.locked_by() is None:
+            break
+        time.sleep(0.1)
+    print(f"Stopped pid {pid}. Finished work is kept; run the recipe again to resume.")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from onss_tui.pipeline.demo import make_demo
+
+    out = Path(args.out).expanduser()
+    recipe = make_demo(out)
+    print(f"Demo instruments in {out / 'audio'}, recipe {recipe}")
+    code = _run_recipe(recipe, args.json, "cpu")
+    if code == 0 and not args.json:
+        from onss_tui.device.settings import validate_pack
+
+        findings = validate_pack(out / "run" / "settings.json", out / "run" / "pads")
+        errors = [f for f in findings if f.level == "error"]
+        print(f"Validated: {len(errors)} errors, {len(findings) - len(errors)} warnings.")
+        return 1 if errors else 0
+    return code
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from onss_tui.device.deploy import deploy
+
+    report = deploy(_run_dir_arg(args.run), Path(args.to).expanduser(),
+                    progress=lambda name, i, n: print(f"  copied {name} ({i}/{n})"))
+    print(f"Pads in {report.pads_dir}: {len(report.copied)} copied, {len(report.skipped)} already there.")
+    for b in report.backups:
+        print(f"Backed up {b}")
+    print(f"Settings written: {report.settings}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # onss validate
 
 
@@ -313,6 +520,29 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=cmd_recipe_import)
     sch = rsub.add_parser("schema", help="print the recipe JSON Schema (for editors)")
     sch.set_defaults(func=cmd_recipe_schema)
+
+    run = sub.add_parser("run", help="run a recipe (resumes where it stopped)")
+    run.add_argument("recipe")
+    run.add_argument("--detach", action="store_true", help="run in the background; survives the SSH session")
+    run.add_argument("--json", action="store_true", help="progress as JSON event lines")
+    run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    run.set_defaults(func=cmd_run)
+    st = sub.add_parser("status", help="the stages and progress of a run")
+    st.add_argument("run", nargs="?", help="run folder or recipe (default: the newest under ./runs)")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+    sp = sub.add_parser("stop", help="stop a running run (it resumes when run again)")
+    sp.add_argument("run", nargs="?", help="run folder or recipe")
+    sp.add_argument("--group", action="store_true", help="also stop its worker processes")
+    sp.set_defaults(func=cmd_stop)
+    dm = sub.add_parser("demo", help="synthetic instruments -> a validated pack with the preview engine")
+    dm.add_argument("--out", default="onss-demo", help="folder for the demo (default ./onss-demo)")
+    dm.add_argument("--json", action="store_true")
+    dm.set_defaults(func=cmd_demo)
+    dp = sub.add_parser("deploy", help="copy a finished run's pads and settings to a mounted SD card")
+    dp.add_argument("run", help="run folder or recipe")
+    dp.add_argument("--to", required=True, help="mount point of the card's root file system")
+    dp.set_defaults(func=cmd_deploy)
 
     val = sub.add_parser("validate", help="check pad files and the device settings.json before deploying")
     val.add_argument("pads_dir", help="folder of .bin pad files (or a run folder's pads/)")

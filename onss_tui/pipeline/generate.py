@@ -1,0 +1,101 @@
+"""Stage generate: every shard of sounds becomes ``generate/shard-NNNNN.npy`` (int16 [n, sample_length]).
+
+A shard is one batch. The nsynth engine saves the generator's full state every ``save_every``
+samples (``shard-NNNNN.state.pt``, atomic), so a killed run resumes mid-shard bit-exactly; the
+shard's audio is written once, atomically, then its ``.done`` marker. Nothing partial is ever
+in place of a finished file (the original rewrote its WAVs every 1000 samples).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from onss_tui.atomic import atomic_save_npy, atomic_write
+from onss_tui.pipeline.preview import morph
+from onss_tui.pipeline.rundir import RunDir
+
+__all__ = ["shard_path", "to_int16", "generate_preview_shard", "generate_nsynth_shard", "run_worker"]
+
+Progress = Callable[[dict], None]
+
+
+def shard_path(stage_dir: Path, shard_id: int) -> Path:
+    return stage_dir / f"shard-{shard_id:05d}.npy"
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(np.asarray(audio, np.float64) * 32767), -32768, 32767).astype(np.int16)
+
+
+def generate_preview_shard(sounds: list[dict], note_index: dict, notes: np.ndarray, out: Path) -> None:
+    audio = []
+    for s in sounds:
+        mix = [(inst, w) for inst, w in s["mix"]]
+        audio.append(morph([np.asarray(notes[note_index[(inst, s["pitch"])]]) for inst, _ in mix], [w for _, w in mix]))
+    atomic_save_npy(out, to_int16(np.stack(audio)))
+
+
+def generate_nsynth_shard(model, embeddings: np.ndarray, sound_ids: np.ndarray, seed: int, out: Path,
+                          save_every: int, progress: Callable[[int, int], None] | None = None) -> None:
+    """Generate one batch with exact resume from ``<out>.state.pt``."""
+    import torch
+
+    state_file = out.with_name(out.name.replace(".npy", ".state.pt"))
+    gen = model.generation(embeddings, seed=seed, sound_ids=sound_ids)
+    if state_file.is_file():
+        try:
+            gen.load_state_dict(torch.load(state_file, weights_only=True))
+        except Exception:  # an unreadable or foreign state is discarded, never trusted
+            state_file.unlink(missing_ok=True)
+            gen = model.generation(embeddings, seed=seed, sound_ids=sound_ids)
+    with model._precision():
+        while not gen.done:
+            gen.advance(min(save_every, gen.total - gen.t))
+            if progress:
+                progress(gen.t, gen.total)
+            if not gen.done:
+                with atomic_write(state_file, "wb") as f:
+                    torch.save(gen.state_dict(), f)
+    atomic_save_npy(out, to_int16(model.codes_to_audio(gen.codes.cpu().numpy())))
+    state_file.unlink(missing_ok=True)
+
+
+def run_worker(run: RunDir, worker: int, shards: list[dict], engine: str, load_inputs: Callable[[], dict],
+               seed: int, save_every: int, stream: str | None = None) -> None:
+    """Generate this worker's unfinished shards, emitting progress events on ``events/<stream>``."""
+    stream = stream or f"generate-w{worker}"
+    out_dir = run.stage_dir("generate")
+    mine = [s for s in shards if s["worker"] == worker]
+    todo = [s for s in mine if not RunDir.is_done(shard_path(out_dir, s["id"]))]
+    run.emit(stream, "start", worker=worker, shards=len(mine), todo=len(todo))
+    if not todo:
+        return
+    inputs = load_inputs()
+    for i, shard in enumerate(todo, start=len(mine) - len(todo) + 1):
+        out = shard_path(out_dir, shard["id"])
+        n = shard["stop"] - shard["start"]
+        t0 = time.monotonic()
+        if engine == "preview":
+            sounds = inputs["sounds"][shard["start"] : shard["stop"]]
+            generate_preview_shard(sounds, inputs["note_index"], inputs["notes"], out)
+            run.emit(stream, "progress", batch=i, batches=len(mine), sample=1, samples=1, sounds=n,
+                     samples_per_s=None)
+        else:
+            last = [t0, 0]
+
+            def progress(t: int, total: int, i=i, n=n) -> None:
+                now = time.monotonic()
+                rate = (t - last[1]) * n / max(now - last[0], 1e-9)
+                last[:] = [now, t]
+                run.emit(stream, "progress", batch=i, batches=len(mine), sample=t, samples=total, sounds=n,
+                         samples_per_s=round(rate, 1))
+
+            ids = np.arange(shard["start"], shard["stop"])
+            generate_nsynth_shard(inputs["model"], np.asarray(inputs["embeddings"][shard["start"] : shard["stop"]]),
+                                  ids, seed, out, save_every, progress)
+        RunDir.mark_done(out, sounds=n, seconds=round(time.monotonic() - t0, 3))
+        run.emit(stream, "shard_done", shard=shard["id"], batch=i, batches=len(mine))

@@ -1,0 +1,148 @@
+"""Stage 1, prepare: find every (instrument, pitch) note, read it, 16 kHz mono, fixed length.
+
+Input files are ``<instrument>_<midi pitch>.<wav|aif|aiff|flac|mp3|ogg>``. Every problem is
+collected and reported at once, each naming the file (or the missing file) and the fix.
+Output: ``prepare/notes.npy`` float32 [n_notes, sample_length] and ``prepare/notes.json``
+(the (instrument, pitch) of each row, the source files and warnings).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from onss_tui.atomic import atomic_save_npy, atomic_write_text
+from onss_tui.audio.io import AUDIO_SUFFIXES, AudioError, fit_length, load, probe
+from onss_tui.recipe import Recipe
+
+FILE_RE = re.compile(r"^(?P<name>[^_]+)_(?P<pitch>\d{1,3})$")
+SHORT_SECONDS = 0.5
+
+__all__ = ["PrepareError", "Note", "scan_inputs", "prepare"]
+
+
+class PrepareError(Exception):
+    """Inputs that cannot make this recipe; ``problems`` lists each with its fix."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass
+class Note:
+    instrument: str
+    pitch: int
+    path: Path
+
+
+@dataclass
+class Scan:
+    notes: dict[tuple[str, int], Note] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def scan_inputs(recipe: Recipe, inputs: Path) -> Scan:
+    """Match the folder's files to the recipe's instruments and pitches (no audio is read)."""
+    scan = Scan()
+    if not inputs.is_dir():
+        scan.problems.append(f"{inputs}: no such folder. Set 'inputs' in the recipe to the folder of your notes.")
+        return scan
+    wanted = {n for corner in recipe.corners.names() for n in corner}
+    lower = {n.lower(): n for n in wanted}
+    found: dict[tuple[str, int], list[Path]] = {}
+    for f in sorted(inputs.iterdir()):
+        if f.name.startswith(".") or f.suffix.lower() not in AUDIO_SUFFIXES:
+            continue
+        m = FILE_RE.match(f.stem)
+        if not m:
+            if f.stem.count("_") > 1:
+                scan.problems.append(f"{f}: more than one '_' in the name; name notes <instrument>_<pitch> "
+                                     "with no '_' inside the instrument name (e.g. bird-1_60.wav).")
+            else:
+                scan.warnings.append(f"{f}: not named <instrument>_<midi pitch>; ignored.")
+            continue
+        name, pitch = m["name"], int(m["pitch"])
+        if name not in wanted:
+            if name.lower() in lower:
+                scan.problems.append(f"{f}: names are case-sensitive: the recipe says {lower[name.lower()]!r}. "
+                                     f"Rename the file to {lower[name.lower()]}_{pitch}{f.suffix} or fix the recipe.")
+            continue
+        found.setdefault((name, pitch), []).append(f)
+    for (name, pitch), files in found.items():
+        if len(files) > 1:
+            scan.problems.append(f"{inputs}: {name} at pitch {pitch} has {len(files)} files "
+                                 f"({', '.join(p.name for p in files)}); keep one.")
+    for corner in recipe.corners.names():
+        for name in corner:
+            for pitch in recipe.pitches:
+                files = found.get((name, pitch))
+                if not files:
+                    have = sorted(p for (n, p) in found if n == name)
+                    hint = f" (found pitches {have})" if have else " (no files of it at all)"
+                    scan.problems.append(f"{inputs / f'{name}_{pitch}.wav'}: missing: {name} at MIDI pitch {pitch}"
+                                         f"{hint}. Add the note, or remove pitch {pitch} from the recipe.")
+                elif len(files) == 1:
+                    scan.notes[(name, pitch)] = Note(name, pitch, files[0])
+    return scan
+
+
+def _check_audio(note: Note, audio: np.ndarray, warnings: list[str]) -> None:
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak == 0.0:
+        warnings.append(f"{note.path}: silent. NSynth will make noise of it; replace the note.")
+    elif peak >= 0.999:
+        warnings.append(f"{note.path}: clipped (peak at full scale); lower its level and export it again.")
+    if len(audio) < SHORT_SECONDS * 16000:
+        warnings.append(f"{note.path}: only {len(audio) / 16000:.2f} s long; it is padded with silence to the "
+                        "sample length. Notes of about 4 s work best.")
+    dc = float(np.mean(audio)) if audio.size else 0.0
+    if abs(dc) > 0.05:
+        warnings.append(f"{note.path}: DC offset {dc:+.2f}; remove it (high-pass) for a cleaner result.")
+
+
+def prepare(recipe: Recipe, inputs: Path, out_dir: Path) -> list[str]:
+    """Read every note the recipe needs into ``out_dir``; returns the warnings, raises PrepareError."""
+    scan = scan_inputs(recipe, inputs)
+    problems, warnings = list(scan.problems), list(scan.warnings)
+    keys = [(n, p) for corner in recipe.corners.names() for n in corner for p in recipe.pitches]
+    audio: dict[tuple[str, int], np.ndarray] = {}
+    for key in keys:
+        note = scan.notes.get(key)
+        if note is None:
+            continue
+        try:
+            info = probe(note.path)
+            if info.frames > 16000 * 60 * 10:
+                problems.append(f"{note.path}: {info.seconds / 60:.0f} minutes long; a note should be a few seconds. "
+                                "Trim it.")
+                continue
+            x = load(note.path)
+        except AudioError as exc:
+            problems.append(str(exc))
+            continue
+        _check_audio(note, x, warnings)
+        audio[key] = fit_length(x, recipe.generation.sample_length)
+    if problems:
+        raise PrepareError(problems)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_save_npy(out_dir / "notes.npy", np.stack([audio[k] for k in keys]).astype(np.float32))
+    manifest = {
+        "notes": [{"instrument": n, "pitch": p, "file": str(scan.notes[(n, p)].path)} for n, p in keys],
+        "sample_length": recipe.generation.sample_length,
+        "warnings": warnings,
+    }
+    atomic_write_text(out_dir / "notes.json", json.dumps(manifest, indent=2))
+    return warnings
+
+
+def load_notes(out_dir: Path) -> tuple[dict[tuple[str, int], int], np.ndarray]:
+    """(index of each (instrument, pitch), audio [n, sample_length]) from a finished prepare stage."""
+    manifest = json.loads((out_dir / "notes.json").read_text())
+    index = {(n["instrument"], n["pitch"]): i for i, n in enumerate(manifest["notes"])}
+    return index, np.load(out_dir / "notes.npy", mmap_mode="r")

@@ -1,0 +1,305 @@
+"""The supervisor: runs a recipe's stages in its run directory, skipping finished work.
+
+Every stage's outputs are written atomically and marked done after, so the runner can be killed
+at any moment and started again: finished work is never redone, partial work is never taken for
+finished, and the pads come out byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from onss_tui.atomic import atomic_write_text
+from onss_tui.pipeline import clean as clean_stage
+from onss_tui.pipeline import pack as pack_stage
+from onss_tui.pipeline.generate import run_worker, shard_path
+from onss_tui.pipeline.interpolate import embed, interpolate, load_pad_rows, load_shards, load_sounds, make_shards
+from onss_tui.pipeline.prepare import load_notes, prepare
+from onss_tui.pipeline.rundir import STAGES, RunDir
+from onss_tui.recipe import Recipe, load_recipe, parse_recipe, recipe_yaml
+
+__all__ = ["RunError", "Runner", "resolved_recipe"]
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+class RunError(Exception):
+    """A stage cannot go on; the message names the stage, the file and the fix."""
+
+
+def resolved_recipe(recipe: Recipe, base: Path) -> Recipe:
+    """The recipe with every path made absolute, as stored in the run directory."""
+    data = recipe.model_dump()
+    data["inputs"] = str(recipe.inputs_dir(base).resolve())
+    data["output"] = str(recipe.output_dir(base).resolve())
+    if recipe.checkpoint:
+        data["checkpoint"] = str(recipe.resolve(base, recipe.checkpoint).resolve())
+    return Recipe.model_validate(data)
+
+
+def _parallel(fn, jobs: list[tuple], workers: int) -> None:
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            fn(*job)
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        for f in [pool.submit(fn, *job) for job in jobs]:
+            f.result()
+
+
+def _clean_job(src: str, dst: str, mode: str, dbfs: float) -> None:
+    clean_stage.clean_shard(src, dst, mode, dbfs)
+    RunDir.mark_done(Path(dst))
+
+
+def _rows_job(src: str, dst: str) -> None:
+    pack_stage.rows_shard(Path(src), Path(dst))
+    RunDir.mark_done(Path(dst))
+
+
+class Runner:
+    def __init__(self, recipe: Recipe, base: Path, listener: Listener | None = None, device: str | None = None,
+                 cpu_workers: int | None = None):
+        self.recipe = resolved_recipe(recipe, base)
+        self.run = RunDir(self.recipe.output)
+        self.listener = listener
+        self.device = device
+        self.cpu_workers = cpu_workers or max(1, (os.cpu_count() or 1))
+        self._model = None
+
+    @classmethod
+    def from_file(cls, path: Path, **kw: Any) -> "Runner":
+        return cls(load_recipe(path), path.resolve().parent, **kw)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: Path, **kw: Any) -> "Runner":
+        r = parse_recipe((run_dir / "recipe.yaml").read_text(), str(run_dir / "recipe.yaml"))
+        return cls(r, run_dir, **kw)
+
+    # -- events ------------------------------------------------------------------------------
+    def emit(self, stream: str, event: str, **fields: Any) -> None:
+        record = self.run.emit(stream, event, **fields)
+        if self.listener:
+            self.listener(record)
+
+    # -- the run -----------------------------------------------------------------------------
+    def execute(self) -> Path:
+        with self.run.lock():
+            self._check_recipe()
+            self.run.update_state(pid=os.getpid(), status="running", name=self.recipe.name, engine=self.recipe.engine)
+            self.emit("supervisor", "run_start", pid=os.getpid(), run=str(self.run.path))
+            for stage in STAGES:
+                if self.run.stage_status(stage) == "done":
+                    self.emit("supervisor", "stage_skip", stage=stage)
+                    continue
+                self.run.set_stage(stage, "running")
+                self.emit("supervisor", "stage_start", stage=stage)
+                t0 = time.monotonic()
+                try:
+                    info = getattr(self, f"stage_{stage}")() or {}
+                except Exception as exc:
+                    self.run.set_stage(stage, "failed", error=str(exc))
+                    self.run.update_state(status="failed")
+                    self.emit("supervisor", "stage_failed", stage=stage, error=str(exc))
+                    raise
+                self.run.set_stage(stage, "done", seconds=round(time.monotonic() - t0, 3), **info)
+                self.emit("supervisor", "stage_done", stage=stage, seconds=round(time.monotonic() - t0, 3), **info)
+            self.run.update_state(status="done")
+            self.emit("supervisor", "run_done", pads=str(self.run.pads_dir), settings=str(self.run.settings_path))
+        return self.run.path
+
+    def _check_recipe(self) -> None:
+        text = recipe_yaml(self.recipe)
+        stored = self.run.recipe_path
+        if stored.is_file():
+            try:
+                old = parse_recipe(stored.read_text(), str(stored))
+            except Exception:
+                old = None
+            if old is not None and old != self.recipe:
+                raise RunError(f"{self.run.path}: this run folder was made by a different recipe "
+                               f"({stored}). Set another 'output' in the recipe, or delete the folder to start over.")
+        atomic_write_text(stored, text)
+
+    # -- model -------------------------------------------------------------------------------
+    def _device(self) -> str:
+        if self.device:
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def _precision(self) -> str:
+        p = self.recipe.generation.precision
+        if p != "auto":
+            return p
+        return "bf16" if self._device().startswith("cuda") else "fp32"
+
+    def model(self):
+        if self._model is None:
+            from onss_tui.model import NSynth
+            from onss_tui.model.install import default_checkpoint
+
+            ckpt = Path(self.recipe.checkpoint) if self.recipe.checkpoint else default_checkpoint()
+            self._model = NSynth.load(ckpt, device=self._device(), precision=self._precision())
+        return self._model
+
+    def _batch_size(self) -> int:
+        b = self.recipe.generation.batch_size
+        if b != "auto":
+            return int(b)
+        if self.recipe.engine == "preview":
+            return 64
+        return 256 if self._device().startswith("cuda") else 8
+
+    def _workers(self) -> int:
+        g = self.recipe.generation.gpus
+        if self.recipe.engine == "nsynth" and self._device().startswith("cuda"):
+            import torch
+
+            count = torch.cuda.device_count()
+            return len(g) if isinstance(g, list) else (count if g == "all" else max(1, min(int(g), count)))
+        return len(g) if isinstance(g, list) else (1 if g == "all" else max(1, int(g)))
+
+    # -- stages ------------------------------------------------------------------------------
+    def stage_prepare(self) -> dict:
+        warnings = prepare(self.recipe, Path(self.recipe.inputs), self.run.stage_dir("prepare"))
+        for w in warnings:
+            self.emit("prepare", "warning", message=w)
+        return {"warnings": len(warnings)}
+
+    def stage_embed(self) -> dict:
+        if self.recipe.engine == "preview":
+            return {"skipped": "the preview engine needs no embeddings"}
+        _, notes = load_notes(self.run.stage_dir("prepare"))
+        out = self.run.stage_dir("embed") / "encodings.npy"
+        embed(self.model(), notes, out, progress=lambda d, t: self.emit("embed", "progress", done=d, total=t))
+        return {"notes": len(notes)}
+
+    def stage_interpolate(self) -> dict:
+        index, _ = load_notes(self.run.stage_dir("prepare"))
+        enc = None
+        if self.recipe.engine == "nsynth":
+            enc = np.load(self.run.stage_dir("embed") / "encodings.npy")
+        plan = interpolate(self.recipe, self.run.stage_dir("interpolate"), index, enc)
+        return {"sounds": len(plan.sounds), "pads": len(plan.pads)}
+
+    def stage_plan(self) -> dict:
+        sounds = load_sounds(self.run.stage_dir("interpolate"))
+        shards = make_shards(len(sounds), self._batch_size(), self._workers(), self.run.stage_dir("plan") / "shards.json")
+        return {"shards": len(shards), "workers": self._workers(), "batch_size": self._batch_size()}
+
+    def _worker_inputs(self) -> dict:
+        index, notes = load_notes(self.run.stage_dir("prepare"))
+        inputs = {"note_index": index, "notes": notes, "sounds": load_sounds(self.run.stage_dir("interpolate"))}
+        if self.recipe.engine == "nsynth":
+            inputs["model"] = self.model()
+            inputs["embeddings"] = np.load(self.run.stage_dir("interpolate") / "embeddings.npy", mmap_mode="r")
+        return inputs
+
+    def stage_generate(self) -> dict:
+        shards = load_shards(self.run.stage_dir("plan") / "shards.json")
+        workers = max(s["worker"] for s in shards) + 1
+        g = self.recipe.generation
+        if workers == 1:
+            run_worker(self.run, 0, shards, self.recipe.engine, self._worker_inputs, g.seed, g.save_every)
+        else:
+            self._spawn_workers(workers)
+        missing = [s["id"] for s in shards if not RunDir.is_done(shard_path(self.run.stage_dir("generate"), s["id"]))]
+        if missing:
+            raise RunError(f"{self.run.path}: generate: {len(missing)} shards unfinished (first {missing[0]}); "
+                           f"see {self.run.path / 'logs'} and run again to resume.")
+        return {"shards": len(shards)}
+
+    def _spawn_workers(self, workers: int) -> None:
+        logs = self.run.path / "logs"
+        logs.mkdir(exist_ok=True)
+        gpus = self.recipe.generation.gpus
+        procs = []
+        for w in range(workers):
+            env = dict(os.environ)
+            if self.recipe.engine == "nsynth" and self._device().startswith("cuda"):
+                env["CUDA_VISIBLE_DEVICES"] = str(gpus[w] if isinstance(gpus, list) else w)
+            with open(logs / f"worker-{w}.log", "ab") as log:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "onss_tui.pipeline.worker", str(self.run.path), str(w)],
+                    stdout=log, stderr=subprocess.STDOUT, env=env))
+        seen = 0.0
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.5)
+            seen = self._forward_worker_events(seen)
+        self._forward_worker_events(seen)
+        failed = [w for w, p in enumerate(procs) if p.returncode != 0]
+        if failed:
+            raise RunError(f"{self.run.path}: generate worker {failed[0]} failed; see {logs / f'worker-{failed[0]}.log'}. "
+                           "Run again to resume.")
+
+    def _forward_worker_events(self, since: float) -> float:
+        if not self.listener:
+            return since
+        latest = since
+        for e in self.run.events():
+            if e.get("stream", "").startswith("generate-w") and e["t"] > since:
+                self.listener(e)
+                latest = max(latest, e["t"])
+        return latest
+
+    def _shard_jobs(self, src_stage: str, dst_stage: str, prefix: str) -> tuple[list[dict], list[tuple[str, str]]]:
+        shards = load_shards(self.run.stage_dir("plan") / "shards.json")
+        jobs = []
+        for s in shards:
+            src = shard_path(self.run.stage_dir(src_stage), s["id"])
+            dst = self.run.stage_dir(dst_stage) / f"{prefix}-{s['id']:05d}.npy"
+            if not RunDir.is_done(dst):
+                jobs.append((str(src), str(dst)))
+        return shards, jobs
+
+    def stage_clean(self) -> dict:
+        c = self.recipe.clean
+        shards, jobs = self._shard_jobs("generate", "clean", "shard")
+        _parallel(_clean_job, [(s, d, c.mode, c.normalize_dbfs) for s, d in jobs], self.cpu_workers)
+        self.emit("clean", "progress", done=len(shards), total=len(shards))
+        return {"shards": len(shards), "mode": c.mode}
+
+    def stage_pack(self) -> dict:
+        shards, jobs = self._shard_jobs("clean", "pack", "rows")
+        _parallel(_rows_job, jobs, self.cpu_workers)
+        pack_dir = self.run.stage_dir("pack")
+        written = pack_stage.build_pads(load_pad_rows(self.run.stage_dir("interpolate")), shards, pack_dir,
+                                        self.run.pads_dir, pack_dir / "done",
+                                        progress=lambda d, t: self.emit("pack", "progress", done=d, total=t))
+        return {"pads": len(list(self.run.pads_dir.glob("*.bin"))), "written": written}
+
+    def stage_settings(self) -> dict:
+        from onss_tui.device.settings import DeviceOptions, Instrument, build_settings, write_settings
+
+        d = self.recipe.device
+        corners = [[Instrument(i.name, i.display_name, i.abbreviation) for i in c] for c in self.recipe.corners.lists()]
+        options = DeviceOptions(data_directory=d.data_directory, looping=d.looping, loop_start=d.loop_start,
+                                loop_end=d.loop_end, midi_channel=d.midi_channel, osc_port=d.osc_port)
+        settings = build_settings(corners, self.recipe.pitches, self.recipe.resolution, options)
+        if self.recipe.engine == "preview":
+            settings["onss"] = {"preview": True, "note": "made by the preview engine, not NSynth"}
+        write_settings(self.run.settings_path, settings)
+        return {}
+
+    def stage_validate(self) -> dict:
+        from onss_tui.device.settings import validate_pack
+
+        findings = validate_pack(self.run.settings_path, self.run.pads_dir, self.recipe.resolution, self.recipe.pitches)
+        report = [f.__dict__ for f in findings]
+        atomic_write_text(self.run.stage_dir("validate") / "report.json", json.dumps(report, indent=2))
+        errors = [f for f in findings if f.level == "error"]
+        if errors:
+            raise RunError(f"{self.run.path}: the pack is not valid: {errors[0]} "
+                           f"({len(errors)} errors; see {self.run.path / 'validate' / 'report.json'})")
+        return {"warnings": len(findings)}
