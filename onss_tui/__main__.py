@@ -2,4 +2,5 @@ import sys
 
 from onss_tui.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # guarded: spawned worker processes import this module too
+    sys.exit(main())

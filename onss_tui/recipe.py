@@ -123,7 +123,7 @@ class Generation(_Strict):
     gpus: Union[Literal["all"], int, list[int]] = "all"
     seed: int = Field(0, ge=0, lt=2**32)
     sample_length: int = Field(64000, description="samples generated per sound at 16 kHz (multiple of 512)")
-    save_every: int = Field(8192, ge=512, description="samples between resumable checkpoints of a batch")
+    save_every: int = Field(8192, ge=64, description="samples between resumable checkpoints of a batch")
 
     @field_validator("batch_size")
     @classmethod

@@ -126,7 +126,7 @@ class NSynth:
             a = a[None]
         if a.ndim != 2:
             raise ValueError(f"audio must be [B, T], got shape {list(a.shape)}")
-        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+        return torch.from_numpy(np.array(a, dtype=np.float32)).to(self.device)  # a copy: inputs may be read-only
 
     def _enc(self, enc: np.ndarray) -> torch.Tensor:
         e = np.asarray(enc, dtype=np.float32)
@@ -134,7 +134,7 @@ class NSynth:
             e = e[None]
         if e.ndim != 3 or e.shape[-1] != 16:
             raise ValueError(f"encodings must be [B, frames, 16], got shape {list(e.shape)}")
-        return torch.from_numpy(np.ascontiguousarray(e)).to(self.device)
+        return torch.from_numpy(np.array(e, dtype=np.float32)).to(self.device)
 
     # -- the API -------------------------------------------------------------------------------
     def encode(self, audio: np.ndarray) -> np.ndarray:

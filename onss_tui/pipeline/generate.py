@@ -65,13 +65,15 @@ def generate_nsynth_shard(model, embeddings: np.ndarray, sound_ids: np.ndarray, 
 
 
 def run_worker(run: RunDir, worker: int, shards: list[dict], engine: str, load_inputs: Callable[[], dict],
-               seed: int, save_every: int, stream: str | None = None) -> None:
-    """Generate this worker's unfinished shards, emitting progress events on ``events/<stream>``."""
-    stream = stream or f"generate-w{worker}"
+               seed: int, save_every: int, emit: Callable[..., None] | None = None) -> None:
+    """Generate this worker's unfinished shards, emitting progress events on ``events/generate-w<worker>``
+    (through ``emit(stream, event, **fields)``, by default straight into the run directory)."""
+    stream = f"generate-w{worker}"
+    emit = emit or run.emit
     out_dir = run.stage_dir("generate")
     mine = [s for s in shards if s["worker"] == worker]
     todo = [s for s in mine if not RunDir.is_done(shard_path(out_dir, s["id"]))]
-    run.emit(stream, "start", worker=worker, shards=len(mine), todo=len(todo))
+    emit(stream, "start", worker=worker, shards=len(mine), todo=len(todo))
     if not todo:
         return
     inputs = load_inputs()
@@ -82,7 +84,7 @@ def run_worker(run: RunDir, worker: int, shards: list[dict], engine: str, load_i
         if engine == "preview":
             sounds = inputs["sounds"][shard["start"] : shard["stop"]]
             generate_preview_shard(sounds, inputs["note_index"], inputs["notes"], out)
-            run.emit(stream, "progress", batch=i, batches=len(mine), sample=1, samples=1, sounds=n,
+            emit(stream, "progress", batch=i, batches=len(mine), sample=1, samples=1, sounds=n,
                      samples_per_s=None)
         else:
             last = [t0, 0]
@@ -91,11 +93,11 @@ def run_worker(run: RunDir, worker: int, shards: list[dict], engine: str, load_i
                 now = time.monotonic()
                 rate = (t - last[1]) * n / max(now - last[0], 1e-9)
                 last[:] = [now, t]
-                run.emit(stream, "progress", batch=i, batches=len(mine), sample=t, samples=total, sounds=n,
+                emit(stream, "progress", batch=i, batches=len(mine), sample=t, samples=total, sounds=n,
                          samples_per_s=round(rate, 1))
 
             ids = np.arange(shard["start"], shard["stop"])
             generate_nsynth_shard(inputs["model"], np.asarray(inputs["embeddings"][shard["start"] : shard["stop"]]),
                                   ids, seed, out, save_every, progress)
         RunDir.mark_done(out, sounds=n, seconds=round(time.monotonic() - t0, 3))
-        run.emit(stream, "shard_done", shard=shard["id"], batch=i, batches=len(mine))
+        emit(stream, "shard_done", shard=shard["id"], batch=i, batches=len(mine))

@@ -8,7 +8,9 @@ finished, and the pads come out byte-identical.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -51,9 +53,22 @@ def _parallel(fn, jobs: list[tuple], workers: int) -> None:
         for job in jobs:
             fn(*job)
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+    # spawned, not forked: a forked child would inherit the run lock and keep holding it if the
+    # supervisor were killed, blocking the resumed run
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
         for f in [pool.submit(fn, *job) for job in jobs]:
             f.result()
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when its supervisor dies, so no orphan keeps generating."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _clean_job(src: str, dst: str, mode: str, dbfs: float) -> None:
@@ -94,6 +109,7 @@ class Runner:
     # -- the run -----------------------------------------------------------------------------
     def execute(self) -> Path:
         with self.run.lock():
+            self._sweep_temp_files()
             self._check_recipe()
             self.run.update_state(pid=os.getpid(), status="running", name=self.recipe.name, engine=self.recipe.engine)
             self.emit("supervisor", "run_start", pid=os.getpid(), run=str(self.run.path))
@@ -116,6 +132,12 @@ class Runner:
             self.run.update_state(status="done")
             self.emit("supervisor", "run_done", pads=str(self.run.pads_dir), settings=str(self.run.settings_path))
         return self.run.path
+
+    def _sweep_temp_files(self) -> None:
+        """Temp files of a killed run (hidden ``.<name>.*.tmp``/``.part``): never finished, so removed."""
+        for f in self.run.path.rglob(".*"):
+            if f.is_file() and f.name.endswith((".tmp", ".part")):
+                f.unlink(missing_ok=True)
 
     def _check_recipe(self) -> None:
         text = recipe_yaml(self.recipe)
@@ -211,7 +233,7 @@ class Runner:
         workers = max(s["worker"] for s in shards) + 1
         g = self.recipe.generation
         if workers == 1:
-            run_worker(self.run, 0, shards, self.recipe.engine, self._worker_inputs, g.seed, g.save_every)
+            run_worker(self.run, 0, shards, self.recipe.engine, self._worker_inputs, g.seed, g.save_every, self.emit)
         else:
             self._spawn_workers(workers)
         missing = [s["id"] for s in shards if not RunDir.is_done(shard_path(self.run.stage_dir("generate"), s["id"]))]
@@ -232,7 +254,7 @@ class Runner:
             with open(logs / f"worker-{w}.log", "ab") as log:
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "onss_tui.pipeline.worker", str(self.run.path), str(w)],
-                    stdout=log, stderr=subprocess.STDOUT, env=env))
+                    stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent))
         seen = 0.0
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)

@@ -1,0 +1,245 @@
+"""The pipeline end to end on the CPU: the demo, the nsynth engine, resume after kills, errors."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from onss_tui.cli import main
+from onss_tui.device.pads import ROW_LENGTH, open_pad, row_index
+from onss_tui.device.settings import validate_pack
+from onss_tui.pipeline.demo import INSTRUMENTS, PITCHES, make_demo
+from onss_tui.pipeline.rundir import RunDir, RunLocked
+from onss_tui.pipeline.runner import RunError, Runner
+from onss_tui.recipe import load_recipe, save_recipe
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.glob("*.bin"))}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    recipe = make_demo(out)
+    Runner.from_file(recipe, device="cpu", cpu_workers=2).execute()
+    return out, recipe
+
+
+def test_demo_makes_a_valid_labelled_pack(demo_run):
+    out, recipe = demo_run
+    run = out / "run"
+    assert validate_pack(run / "settings.json", run / "pads", resolution=9, pitches=PITCHES) == []
+    (pad,) = (run / "pads").glob("*.bin")
+    assert pad.name == "_".join(INSTRUMENTS) + ".bin"  # top-left, top-right, bottom-left, bottom-right
+    assert pad.stat().st_size == 81 * len(PITCHES) * ROW_LENGTH * 2
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["onss"]["preview"] is True
+    assert [c["instruments"][0]["name"] for c in settings["corners"]] == INSTRUMENTS
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "done" and all(s["status"] == "done" for s in state["stages"].values())
+
+
+def test_demo_corner_rows_hold_the_corner_instruments(demo_run):
+    """The pure top-right row must sound like the 'saw' note (many harmonics), bottom-left like 'pluck'."""
+    out, _ = demo_run
+    pad = open_pad(next((out / "run" / "pads").glob("*.bin")), 9, len(PITCHES))
+
+    def brightness(row):
+        spec = np.abs(np.fft.rfft(row.astype(np.float64)))
+        f = np.fft.rfftfreq(len(row), 1 / 16000)
+        return (spec * f).sum() / spec.sum()
+
+    sine = brightness(pad[row_index(0, 0, 0, 9, 4)])
+    saw = brightness(pad[row_index(8, 0, 0, 9, 4)])
+    assert saw > 2 * sine
+    # pitch index 2 (MIDI 60) of the sine corner: fundamental near 261.6 Hz
+    row = pad[row_index(0, 0, 2, 9, 4)].astype(np.float64)
+    peak = np.argmax(np.abs(np.fft.rfft(row))) * 16000 / len(row)
+    assert abs(peak - 261.6) < 3
+
+
+def test_rerun_is_idempotent_and_changed_recipe_is_refused(demo_run):
+    out, recipe = demo_run
+    before = digests(out / "run" / "pads")
+    mtime = next((out / "run" / "pads").glob("*.bin")).stat().st_mtime_ns
+    Runner.from_file(recipe, device="cpu").execute()
+    assert digests(out / "run" / "pads") == before
+    assert next((out / "run" / "pads").glob("*.bin")).stat().st_mtime_ns == mtime  # not rewritten
+    r = load_recipe(recipe)
+    other = recipe.with_name("other.yaml")
+    save_recipe(r.model_copy(update={"resolution": 5}), other)
+    with pytest.raises(RunError, match="different recipe"):
+        Runner.from_file(other, device="cpu").execute()
+
+
+def test_a_second_runner_is_refused(demo_run):
+    out, recipe = demo_run
+    run = RunDir(out / "run")
+    with run.lock():
+        assert run.locked_by() == os.getpid()
+        with pytest.raises(RunLocked, match="another onss run"):
+            Runner.from_file(recipe, device="cpu").execute()
+    assert run.locked_by() is None
+
+
+def test_status_cli(demo_run, capsys):
+    out, recipe = demo_run
+    assert main(["status", str(out / "run")]) == 0
+    text = capsys.readouterr().out
+    assert "demo [preview]" in text and "validate     done" in text
+    assert main(["status", str(recipe), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "done"
+
+
+# ---------------------------------------------------------------------------------------------
+# bad inputs
+
+
+def write_notes(folder: Path, names, pitches, seconds=1.0):
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * 16000)) / 16000
+    for i, n in enumerate(names):
+        for p in pitches:
+            sf.write(folder / f"{n}_{p}.wav", (0.3 * np.sin(2 * np.pi * (100 + 30 * i + p) * t)).astype(np.float32), 16000)
+
+
+def small_recipe(tmp_path, **over):
+    text = {
+        "name": "small", "inputs": "audio",
+        "corners": {"top_left": ["a"], "top_right": ["b"], "bottom_left": ["c"], "bottom_right": ["d"]},
+        "pitches": [60, 64], "resolution": 3, "engine": "preview", "output": "run",
+        "generation": {"sample_length": 8192},
+    }
+    text.update(over)
+    path = tmp_path / "small.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(text))
+    return path
+
+
+def test_prepare_reports_every_problem_with_its_fix(tmp_path, capsys):
+    write_notes(tmp_path / "audio", ["a", "b", "c"], [60, 64])
+    (tmp_path / "audio" / "c_64.wav").unlink()
+    write_notes(tmp_path / "audio", ["D"], [60, 64])  # mixed case
+    (tmp_path / "audio" / "a_60.wav").write_bytes(b"not audio at all")
+    (tmp_path / "audio" / "x_y_60.wav").write_bytes(b"")
+    code = main(["run", str(small_recipe(tmp_path))])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "c_64.wav: missing: c at MIDI pitch 64 (found pitches [60])" in err
+    assert "D_60.wav: names are case-sensitive: the recipe says 'd'" in err
+    assert "a_60.wav: not a readable audio file" in err
+    assert "x_y_60.wav: more than one '_'" in err
+    assert not (tmp_path / "run" / "pads").exists()
+
+
+def test_prepare_warnings(tmp_path):
+    write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60, 64])
+    sf.write(tmp_path / "audio" / "b_60.wav", np.zeros(16000, np.float32), 16000)  # silent
+    sf.write(tmp_path / "audio" / "c_60.wav", np.full(800, 0.3, np.float32), 16000)  # short, DC
+    events = []
+    Runner.from_file(small_recipe(tmp_path), device="cpu", listener=events.append).execute()
+    text = "\n".join(e["message"] for e in events if e["event"] == "warning")
+    assert "b_60.wav: silent" in text and "c_60.wav: only 0.05 s" in text and "DC offset" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# kill -9 at random moments, run again: byte-identical pads, nothing partial ever looks finished
+
+
+def _start(recipe: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "onss_tui", "run", str(recipe), "--json", "--device", "cpu"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_kill_anywhere_and_resume_gives_identical_pads(tmp_path):
+    write_notes(tmp_path / "ref" / "audio", ["a", "b", "c", "d", "e"], [60, 64])
+    ref_recipe = small_recipe(tmp_path / "ref", corners={"top_left": ["a", "e"], "top_right": ["b"],
+                                                         "bottom_left": ["c"], "bottom_right": ["d"]},
+                              generation={"sample_length": 8192, "batch_size": 4})
+    t0 = time.monotonic()
+    assert subprocess.run([sys.executable, "-m", "onss_tui", "run", str(ref_recipe), "--json"],
+                          capture_output=True).returncode == 0
+    full = time.monotonic() - t0
+    want = digests(tmp_path / "ref" / "run" / "pads")
+    assert len(want) == 2
+    rng = np.random.default_rng(1)
+    work = tmp_path / "work"
+    write_notes(work / "audio", ["a", "b", "c", "d", "e"], [60, 64])
+    recipe = work / "small.yaml"
+    recipe.write_text(ref_recipe.read_text())
+    kills = 0
+    for delay in sorted(rng.uniform(0.3, full, 8)):
+        p = _start(recipe)
+        time.sleep(delay)
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        p.wait()
+        # what looks finished is finished: every .bin present is complete and correct
+        for name, digest in digests(work / "run" / "pads").items():
+            assert digest == want[name], f"partial pad {name} after a kill at {delay:.2f}s"
+    assert kills >= 3
+    assert subprocess.run([sys.executable, "-m", "onss_tui", "run", str(recipe), "--json"],
+                          capture_output=True).returncode == 0
+    assert digests(work / "run" / "pads") == want
+    assert not [f for f in (work / "run").rglob(".*") if f.is_file()]  # the resumed run swept stale temp files
+    assert (work / "run" / "settings.json").read_bytes() == (tmp_path / "ref" / "run" / "settings.json").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# the nsynth engine on the golden (random) weights, short sounds
+
+
+def test_nsynth_engine_through_every_stage(tmp_path, golden_checkpoint):
+    write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])
+    recipe = small_recipe(tmp_path, engine="nsynth", checkpoint=str(golden_checkpoint), pitches=[60], resolution=2,
+                          generation={"sample_length": 512, "batch_size": 2, "save_every": 256, "seed": 3})
+    events = []
+    Runner.from_file(recipe, device="cpu", listener=events.append).execute()
+    run = tmp_path / "run"
+    assert validate_pack(run / "settings.json", run / "pads", resolution=2, pitches=[60]) == []
+    enc = np.load(run / "embed" / "encodings.npy")
+    assert enc.shape == (4, 1, 16)
+    z = np.load(run / "interpolate" / "embeddings.npy")
+    assert np.array_equal(z, enc)  # resolution 2: the four pure corners, weight 1 each
+    gen = np.load(run / "generate" / "shard-00000.npy")
+    assert gen.shape == (2, 512) and gen.dtype == np.int16 and np.abs(gen).max() > 1000
+    progress = [e for e in events if e["stream"] == "generate-w0" and e["event"] == "progress"]
+    assert [(e["batch"], e["sample"]) for e in progress] == [(1, 256), (1, 512), (2, 256), (2, 512)]
+    assert not list((run / "generate").glob("*.state.pt"))
+
+
+def test_nsynth_shard_resumes_mid_batch_bit_exactly(tmp_path, golden_model):
+    from onss_tui.pipeline.generate import generate_nsynth_shard
+
+    emb = np.random.default_rng(0).normal(0, 5, (2, 1, 16)).astype(np.float32)
+    ids = np.array([7, 8])
+    whole = tmp_path / "whole.npy"
+    generate_nsynth_shard(golden_model, emb, ids, 1, whole, save_every=128)
+
+    class Killed(Exception):
+        pass
+
+    def die(t, total):
+        if t == 384:
+            raise Killed
+
+    cut = tmp_path / "cut.npy"
+    with pytest.raises(Killed):
+        generate_nsynth_shard(golden_model, emb, ids, 1, cut, save_every=128, progress=die)
+    assert (tmp_path / "cut.state.pt").is_file() and not cut.exists()
+    seen = []
+    generate_nsynth_shard(golden_model, emb, ids, 1, cut, save_every=128, progress=lambda t, n: seen.append(t))
+    assert seen == [384, 512]  # resumed from the state saved at 256, not from the start
+    assert np.array_equal(np.load(cut), np.load(whole))
