@@ -366,7 +366,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**state, "active_pid": pid}, indent=2))
         return 0
-    alive = f"running (pid {pid})" if pid else state.get("status", "?") + " (no process attached)"
+    status = state.get("status", "?")
+    if pid:
+        alive = f"running (pid {pid})"
+    elif status == "running":
+        alive = "interrupted (no process is working on it; run the recipe again to resume)"
+    else:
+        alive = status
     print(f"{run.path}: {state.get('name', '?')} [{state.get('engine', '?')}]  {alive}")
     for stage in STAGES:
         info = state.get("stages", {}).get(stage, {})
@@ -561,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
-        print("\nThe interactive wizard is not built yet; the commands above work today.")
+        print("\nThe interactive wizard is not built yet; the commands above work today. Start with: onss demo")
         return 0
     try:
         return func(args)
