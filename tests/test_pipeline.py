@@ -243,3 +243,18 @@ def test_nsynth_shard_resumes_mid_batch_bit_exactly(tmp_path, golden_model):
     generate_nsynth_shard(golden_model, emb, ids, 1, cut, save_every=128, progress=lambda t, n: seen.append(t))
     assert seen == [384, 512]  # resumed from the state saved at 256, not from the start
     assert np.array_equal(np.load(cut), np.load(whole))
+
+
+def test_several_worker_processes_share_the_shards(tmp_path):
+    """gpus: 2 starts two generate worker processes (CPU here; one per GPU on a GPU box)."""
+    write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60, 64])
+    recipe = small_recipe(tmp_path, generation={"sample_length": 8192, "batch_size": 5, "gpus": 2})
+    events = []
+    Runner.from_file(recipe, device="cpu", listener=events.append).execute()
+    run = tmp_path / "run"
+    assert validate_pack(run / "settings.json", run / "pads") == []
+    shards = json.loads((run / "plan" / "shards.json").read_text())["shards"]
+    assert {s["worker"] for s in shards} == {0, 1}
+    done = {e["stream"] for e in events if e["event"] == "shard_done"}
+    assert done == {"generate-w0", "generate-w1"}
+    assert (run / "logs" / "worker-1.log").is_file()

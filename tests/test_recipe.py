@@ -120,3 +120,8 @@ def test_recipe_cli(tmp_path, capsys):
     assert load_recipe(out).corners.names() == [["a"], ["b"], ["c"], ["d"]]
     assert main(["recipe", "schema"]) == 0
     assert '"additionalProperties": false' in capsys.readouterr().out
+
+
+def test_published_schema_is_up_to_date():
+    """recipes/recipe.schema.json is what editors load; regenerate it with: onss recipe schema"""
+    assert json.loads((ROOT / "recipes" / "recipe.schema.json").read_text()) == json.loads(recipe_schema())

@@ -56,7 +56,7 @@ def mp3_round_trip(audio: np.ndarray) -> np.ndarray:
     return out
 
 
-def _lowpass_kernel(cutoff: float = LOWPASS_HZ, taps: int = 127) -> np.ndarray:
+def _lowpass_kernel(cutoff: float = LOWPASS_HZ, taps: int = 255) -> np.ndarray:
     n = np.arange(taps) - (taps - 1) / 2
     h = np.sinc(2 * cutoff / SAMPLE_RATE * n) * np.blackman(taps)
     return h / h.sum()
