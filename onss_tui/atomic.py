@@ -60,6 +60,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+class _Writer:
+    """Hides the real file from numpy, which would otherwise use ndarray.tofile: its errors on a
+    full disk carry no errno, while plain writes raise ENOSPC/EFBIG that callers can explain."""
+
+    def __init__(self, f):
+        self.write = f.write
+
+
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_write(path, "wb") as f:
-        np.save(f, array, allow_pickle=False)
+        np.lib.format.write_array(_Writer(f), np.asanyarray(array), allow_pickle=False)

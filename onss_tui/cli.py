@@ -179,7 +179,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         raise UserError(f"{out_dir}: exists and is not a folder. Choose another -o.")
     # read everything first: a bad file stops the run before any model work
     audio = [fit_length(load(f), args.length) for f in files]
-    model = NSynth.load(_checkpoint_arg(args.checkpoint), device=args.device, precision=args.precision, ema=args.ema)
+    device = args.device or _device_default()
+    model = NSynth.load(_checkpoint_arg(args.checkpoint), device=device, precision=args.precision, ema=args.ema)
     out_dir.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(files), args.batch_size):
         batch = np.stack(audio[start : start + args.batch_size])
@@ -506,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("-o", "--output", required=True, help="output folder")
     enc.add_argument("--checkpoint", help="checkpoint prefix, file or folder (default: installed)")
     enc.add_argument("--length", type=int, default=64000, help="samples at 16 kHz, padded or trimmed (default 64000)")
-    enc.add_argument("--device", default=_device_default(), help="cpu, cuda or cuda:N")
+    enc.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     enc.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     enc.add_argument("--ema", action="store_true", help="use the EMA weights instead of the raw ones")
     enc.add_argument("--batch-size", type=int, default=8)

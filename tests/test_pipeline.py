@@ -1,6 +1,5 @@
 """The pipeline end to end on the CPU: the demo, the nsynth engine, resume after kills, errors."""
 
-import hashlib
 import json
 import os
 import signal
@@ -20,10 +19,7 @@ from onss_tui.pipeline.demo import INSTRUMENTS, PITCHES, make_demo
 from onss_tui.pipeline.rundir import RunDir, RunLocked
 from onss_tui.pipeline.runner import RunError, Runner
 from onss_tui.recipe import load_recipe, save_recipe
-
-
-def digests(folder: Path) -> dict[str, str]:
-    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.glob("*.bin"))}
+from tests.helpers import digests, small_recipe, write_notes
 
 
 @pytest.fixture(scope="module")
@@ -102,29 +98,6 @@ def test_status_cli(demo_run, capsys):
 
 # ---------------------------------------------------------------------------------------------
 # bad inputs
-
-
-def write_notes(folder: Path, names, pitches, seconds=1.0):
-    folder.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * 16000)) / 16000
-    for i, n in enumerate(names):
-        for p in pitches:
-            sf.write(folder / f"{n}_{p}.wav", (0.3 * np.sin(2 * np.pi * (100 + 30 * i + p) * t)).astype(np.float32), 16000)
-
-
-def small_recipe(tmp_path, **over):
-    text = {
-        "name": "small", "inputs": "audio",
-        "corners": {"top_left": ["a"], "top_right": ["b"], "bottom_left": ["c"], "bottom_right": ["d"]},
-        "pitches": [60, 64], "resolution": 3, "engine": "preview", "output": "run",
-        "generation": {"sample_length": 8192},
-    }
-    text.update(over)
-    path = tmp_path / "small.yaml"
-    import yaml
-
-    path.write_text(yaml.safe_dump(text))
-    return path
 
 
 def test_prepare_reports_every_problem_with_its_fix(tmp_path, capsys):
@@ -258,3 +231,14 @@ def test_several_worker_processes_share_the_shards(tmp_path):
     done = {e["stream"] for e in events if e["event"] == "shard_done"}
     assert done == {"generate-w0", "generate-w1"}
     assert (run / "logs" / "worker-1.log").is_file()
+
+
+def test_demo_cli_plain_lines_and_json(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert "[prepare] started" in out and "[validate] done" in out and "Validated: 0 errors" in out
+    assert "PREVIEW engine" in out
+    # a second run: everything already done, and --json gives one event per line
+    assert main(["demo", "--out", str(tmp_path / "d"), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert {e["event"] for e in lines} >= {"run_start", "stage_skip", "run_done"}

@@ -41,6 +41,8 @@ class AudioInfo:
 
 
 def _open_error(path: Path, exc: Exception) -> AudioError:
+    if path.is_symlink() and not path.exists():
+        return AudioError(f"{path}: a broken or looping symbolic link. Point it at the real file or replace it.")
     if not path.exists():
         return AudioError(f"{path}: no such file. Check the path.")
     if path.is_dir():

@@ -8,6 +8,7 @@ in place of a finished file (the original rewrote its WAVs every 1000 samples).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -39,29 +40,74 @@ def generate_preview_shard(sounds: list[dict], note_index: dict, notes: np.ndarr
     atomic_save_npy(out, to_int16(np.stack(audio)))
 
 
+class OutOfMemory(RuntimeError):
+    """Raised by the fault injection below; real runs see torch.cuda.OutOfMemoryError."""
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, OutOfMemory) or "out of memory" in str(exc).lower()
+
+
+def _inject_oom(batch: int) -> None:
+    """Tests set ONSS_FAULT_OOM_ABOVE=N to make any batch larger than N run out of memory."""
+    limit = os.environ.get("ONSS_FAULT_OOM_ABOVE")
+    if limit and batch > int(limit):
+        raise OutOfMemory(f"out of memory (injected): batch {batch} > {limit}")
+
+
 def generate_nsynth_shard(model, embeddings: np.ndarray, sound_ids: np.ndarray, seed: int, out: Path,
-                          save_every: int, progress: Callable[[int, int], None] | None = None) -> None:
-    """Generate one batch with exact resume from ``<out>.state.pt``."""
+                          save_every: int, progress: Callable[[int, int], None] | None = None,
+                          on_oom: Callable[[int], None] | None = None) -> None:
+    """Generate one shard and write it atomically. Out of GPU memory, the batch is halved (and
+    halved again) until it fits: each half resumes from its own saved state, and a sound's audio
+    does not depend on its batch, so the shard completes without losing work."""
+    codes = _generate_batch(model, embeddings, sound_ids, seed, out, save_every, progress, on_oom)
+    atomic_save_npy(out, to_int16(model.codes_to_audio(codes)))
+
+
+def _state_file(out: Path, ids: np.ndarray, whole: int) -> Path:
+    if len(ids) == whole:
+        return out.with_name(out.name.replace(".npy", ".state.pt"))
+    return out.with_name(out.name.replace(".npy", f".state-{ids[0]}-{ids[-1]}.pt"))
+
+
+def _generate_batch(model, embeddings, ids, seed, out, save_every, progress, on_oom, whole=None) -> np.ndarray:
     import torch
 
-    state_file = out.with_name(out.name.replace(".npy", ".state.pt"))
-    gen = model.generation(embeddings, seed=seed, sound_ids=sound_ids)
-    if state_file.is_file():
-        try:
-            gen.load_state_dict(torch.load(state_file, weights_only=True))
-        except Exception:  # an unreadable or foreign state is discarded, never trusted
-            state_file.unlink(missing_ok=True)
-            gen = model.generation(embeddings, seed=seed, sound_ids=sound_ids)
-    with model._precision():
-        while not gen.done:
-            gen.advance(min(save_every, gen.total - gen.t))
-            if progress:
-                progress(gen.t, gen.total)
-            if not gen.done:
-                with atomic_write(state_file, "wb") as f:
-                    torch.save(gen.state_dict(), f)
-    atomic_save_npy(out, to_int16(model.codes_to_audio(gen.codes.cpu().numpy())))
+    whole = whole or len(ids)
+    state_file = _state_file(out, ids, whole)
+    try:
+        _inject_oom(len(ids))
+        gen = model.generation(embeddings, seed=seed, sound_ids=ids)
+        if state_file.is_file():
+            try:
+                gen.load_state_dict(torch.load(state_file, weights_only=True))
+            except Exception:  # an unreadable or foreign state is discarded, never trusted
+                state_file.unlink(missing_ok=True)
+                gen = model.generation(embeddings, seed=seed, sound_ids=ids)
+        with model._precision():
+            while not gen.done:
+                gen.advance(min(save_every, gen.total - gen.t))
+                if progress:
+                    progress(gen.t, gen.total)
+                if not gen.done:
+                    with atomic_write(state_file, "wb") as f:
+                        torch.save(gen.state_dict(), f)
+        codes = gen.codes.cpu().numpy()
+    except RuntimeError as exc:
+        if not _is_oom(exc) or len(ids) == 1:
+            raise
+        del exc
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(ids) // 2
+        if on_oom:
+            on_oom(half)
+        first = _generate_batch(model, embeddings[:half], ids[:half], seed, out, save_every, progress, on_oom, whole)
+        second = _generate_batch(model, embeddings[half:], ids[half:], seed, out, save_every, progress, on_oom, whole)
+        codes = np.concatenate([first, second])
     state_file.unlink(missing_ok=True)
+    return codes
 
 
 def run_worker(run: RunDir, worker: int, shards: list[dict], engine: str, load_inputs: Callable[[], dict],
@@ -73,7 +119,7 @@ def run_worker(run: RunDir, worker: int, shards: list[dict], engine: str, load_i
     out_dir = run.stage_dir("generate")
     mine = [s for s in shards if s["worker"] == worker]
     todo = [s for s in mine if not RunDir.is_done(shard_path(out_dir, s["id"]))]
-    emit(stream, "start", worker=worker, shards=len(mine), todo=len(todo))
+    emit(stream, "start", worker=worker, pid=os.getpid(), shards=len(mine), todo=len(todo))
     if not todo:
         return
     inputs = load_inputs()
@@ -98,6 +144,7 @@ def run_worker(run: RunDir, worker: int, shards: list[dict], engine: str, load_i
 
             ids = np.arange(shard["start"], shard["stop"])
             generate_nsynth_shard(inputs["model"], np.asarray(inputs["embeddings"][shard["start"] : shard["stop"]]),
-                                  ids, seed, out, save_every, progress)
+                                  ids, seed, out, save_every, progress,
+                                  on_oom=lambda b: emit(stream, "out_of_memory", batch_size=b, shard=shard["id"]))
         RunDir.mark_done(out, sounds=n, seconds=round(time.monotonic() - t0, 3))
         emit(stream, "shard_done", shard=shard["id"], batch=i, batches=len(mine))

@@ -20,7 +20,8 @@ from onss_tui.audio.io import AUDIO_SUFFIXES, AudioError, fit_length, load, prob
 from onss_tui.recipe import Recipe
 
 FILE_RE = re.compile(r"^(?P<name>[^_]+)_(?P<pitch>\d{1,3})$")
-SHORT_SECONDS = 0.5
+SHORT_SECONDS = 0.5  # shorter notes get a warning
+MIN_SECONDS = 0.1  # shorter ones are refused
 
 __all__ = ["PrepareError", "Note", "scan_inputs", "prepare"]
 
@@ -92,11 +93,17 @@ def scan_inputs(recipe: Recipe, inputs: Path) -> Scan:
     return scan
 
 
-def _check_audio(note: Note, audio: np.ndarray, warnings: list[str]) -> None:
+def _check_audio(note: Note, audio: np.ndarray, warnings: list[str], problems: list[str]) -> None:
     peak = float(np.abs(audio).max()) if audio.size else 0.0
-    if peak == 0.0:
-        warnings.append(f"{note.path}: silent. NSynth will make noise of it; replace the note.")
-    elif peak >= 0.999:
+    if peak < 1e-4:  # below -80 dBFS
+        problems.append(f"{note.path}: silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS). "
+                        "Replace it with the real note, or check its export level.")
+        return
+    if len(audio) < MIN_SECONDS * 16000:
+        problems.append(f"{note.path}: only {len(audio) / 16000:.2f} s long; a note needs at least {MIN_SECONDS} s "
+                        "(about 4 s works best). Export the whole note.")
+        return
+    if peak >= 0.999:
         warnings.append(f"{note.path}: clipped (peak at full scale); lower its level and export it again.")
     if len(audio) < SHORT_SECONDS * 16000:
         warnings.append(f"{note.path}: only {len(audio) / 16000:.2f} s long; it is padded with silence to the "
@@ -126,7 +133,7 @@ def prepare(recipe: Recipe, inputs: Path, out_dir: Path) -> list[str]:
         except AudioError as exc:
             problems.append(str(exc))
             continue
-        _check_audio(note, x, warnings)
+        _check_audio(note, x, warnings, problems)
         audio[key] = fit_length(x, recipe.generation.sample_length)
     if problems:
         raise PrepareError(problems)

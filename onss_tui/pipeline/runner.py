@@ -7,9 +7,11 @@ finished, and the pads come out byte-identical.
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,7 +109,23 @@ class Runner:
             self.listener(record)
 
     # -- the run -----------------------------------------------------------------------------
+    def _check_paths(self) -> None:
+        out, inputs = Path(self.recipe.output), Path(self.recipe.inputs)
+        if out == inputs or inputs in out.parents:
+            raise RunError(f"{out}: the output folder is inside the inputs folder {inputs}; the run would mix its "
+                           "files with your notes. Set 'output' to a folder outside 'inputs'.")
+        if out.exists() and not out.is_dir():
+            raise RunError(f"{out}: exists and is not a folder. Set 'output' to a folder.")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".onss-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise RunError(f"{out}: cannot write the run folder ({exc.strerror}). Set 'output' to a writable folder.") from None
+
     def execute(self) -> Path:
+        self._check_paths()
         with self.run.lock():
             self._sweep_temp_files()
             self._check_recipe()
@@ -121,7 +139,12 @@ class Runner:
                 self.emit("supervisor", "stage_start", stage=stage)
                 t0 = time.monotonic()
                 try:
-                    info = getattr(self, f"stage_{stage}")() or {}
+                    try:
+                        info = getattr(self, f"stage_{stage}")() or {}
+                    except OSError as exc:
+                        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                            raise
+                        raise self._out_of_space(stage, exc) from None
                 except Exception as exc:
                     self.run.set_stage(stage, "failed", error=str(exc))
                     self.run.update_state(status="failed")
@@ -132,6 +155,33 @@ class Runner:
             self.run.update_state(status="done")
             self.emit("supervisor", "run_done", pads=str(self.run.pads_dir), settings=str(self.run.settings_path))
         return self.run.path
+
+    def _out_of_space(self, stage: str, exc: OSError) -> RunError:
+        folder = self.run.pads_dir if stage == "pack" else self.run.path / stage
+        need = self._space_estimate(stage)
+        free = shutil.disk_usage(self.run.path).free
+        why = "the file size limit (ulimit -f) was reached" if exc.errno == errno.EFBIG else "the disk is full"
+        return RunError(f"{folder}: out of space during {stage}: {why}. This stage writes about "
+                        f"{need / 1e6:,.0f} MB there ({free / 1e6:,.0f} MB free now). Free some space and run "
+                        "again: finished work is kept and nothing partial was left behind.")
+
+    def _space_estimate(self, stage: str) -> int:
+        """Bytes a stage writes in all (an estimate for messages; the stage itself checks nothing)."""
+        g = self.recipe.generation
+        try:
+            n = len(load_sounds(self.run.stage_dir("interpolate")))
+        except (OSError, ValueError):
+            n = 0
+        pads = 1
+        for c in self.recipe.corners.lists():
+            pads *= len(c)
+        rows = self.recipe.resolution ** 2 * len(self.recipe.pitches)
+        return {
+            "prepare": sum(len(c) for c in self.recipe.corners.lists()) * len(self.recipe.pitches) * g.sample_length * 4,
+            "generate": n * g.sample_length * 2,
+            "clean": n * (g.sample_length + 2048) * 2,
+            "pack": n * 60000 * 2 + pads * rows * 60000 * 2,
+        }.get(stage, 1 << 20)
 
     def _sweep_temp_files(self) -> None:
         """Temp files of a killed run (hidden ``.<name>.*.tmp``/``.part``): never finished, so removed."""

@@ -1,0 +1,154 @@
+"""Faults: kill -9 of the supervisor and of a worker, disk full, out of GPU memory. Nothing is lost."""
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onss_tui.pipeline.rundir import STAGES
+from tests.helpers import digests, small_recipe, write_notes
+
+pytestmark = pytest.mark.slow
+NAMES = ["a", "b", "c", "d", "e"]
+CORNERS = {"top_left": ["a", "e"], "top_right": ["b"], "bottom_left": ["c"], "bottom_right": ["d"]}
+
+
+def onss(*args, limit_bytes: int | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    def preexec():
+        if limit_bytes:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run([sys.executable, "-m", "onss_tui", *args], capture_output=True, text=True,
+                          preexec_fn=preexec, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def make(folder: Path, **over) -> Path:
+    write_notes(folder / "audio", NAMES, [60, 64])
+    gen = {"sample_length": 8192, "batch_size": 4}
+    gen.update(over.pop("generation", {}))
+    return small_recipe(folder, corners=CORNERS, generation=gen, **over)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ref")
+    recipe = make(folder)
+    t0 = time.monotonic()
+    assert onss("run", str(recipe), "--json").returncode == 0
+    return digests(folder / "run" / "pads"), (folder / "run" / "settings.json").read_bytes(), time.monotonic() - t0
+
+
+def assert_nothing_partial(run: Path, want: dict[str, str]) -> None:
+    for name, digest in digests(run / "pads").items():
+        assert digest == want[name], f"{name} is in pads/ but not finished"
+    for marker in run.rglob("*.done"):
+        target = marker.with_name(marker.name[: -len(".done")])
+        assert target.exists(), f"{marker} marks a file that is not there"
+
+
+def test_supervisor_killed_at_20_random_moments(tmp_path, reference):
+    """Each attempt is killed (SIGKILL) a seeded random number of events plus a random few
+    milliseconds into its work, so the kills land in every stage; then one last run finishes."""
+    want, settings, _ = reference
+    recipe = make(tmp_path)
+    rng = np.random.default_rng(20261124)
+    stages_hit, kills, completed = set(), 0, 0
+    for _ in range(80):
+        if kills >= 20:
+            break
+        p = subprocess.Popen([sys.executable, "-m", "onss_tui", "run", str(recipe), "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        # a random stage, killed a random 0-40 ms after it starts (or at once if it was already done)
+        target, stage = STAGES[int(rng.integers(0, len(STAGES)))], None
+        for line in p.stdout:
+            e = json.loads(line)
+            if e["event"] in ("stage_start", "stage_skip"):
+                stage = e["stage"]
+            if stage is not None and STAGES.index(stage) >= STAGES.index(target) and e["event"] == "stage_start":
+                time.sleep(float(rng.uniform(0, 0.04)))
+                break
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+            stages_hit.add(stage)
+        p.stdout.close()
+        if p.wait() == 0:  # this attempt finished: check it, then start a fresh life of the run
+            assert digests(tmp_path / "run" / "pads") == want
+            completed += 1
+            shutil.rmtree(tmp_path / "run")
+            continue
+        assert_nothing_partial(tmp_path / "run", want)
+    assert onss("run", str(recipe), "--json").returncode == 0
+    assert digests(tmp_path / "run" / "pads") == want
+    assert (tmp_path / "run" / "settings.json").read_bytes() == settings
+    assert kills == 20 and len(stages_hit) >= 7, (kills, stages_hit)  # the kills fell in many stages
+
+
+def test_worker_killed(tmp_path, reference):
+    want, _, _ = reference
+    recipe = make(tmp_path, generation={"gpus": 2, "batch_size": 2})
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "onss_tui", "run", str(recipe), "--json"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid = None
+    for _ in range(600):
+        events = run / "events" / "generate-w1.jsonl"
+        if events.is_file():
+            for line in events.read_text().splitlines():
+                pid = json.loads(line).get("pid") or pid
+        if pid:
+            break
+        time.sleep(0.05)
+    assert pid, "worker 1 never started"
+    os.kill(pid, signal.SIGKILL)
+    assert p.wait(timeout=300) == 2  # the supervisor reports the dead worker and stops cleanly
+    state = json.loads((run / "state.json").read_text())
+    assert state["stages"]["generate"]["status"] == "failed" and "worker 1 failed" in state["stages"]["generate"]["error"]
+    assert_nothing_partial(run, want)
+    assert onss("run", str(recipe), "--json").returncode == 0
+    assert digests(run / "pads") == want  # batch size and workers do not change the preview's sounds
+
+
+# sizes (26 sounds, one shard): notes 328 kB < generate 426 kB < clean 509 kB < pack rows 3.1 MB
+@pytest.mark.parametrize("stage,limit", [("generate", 400_000), ("clean", 470_000), ("pack", 1_000_000)])
+def test_disk_full_names_the_folder_and_resumes(tmp_path, reference, stage, limit):
+    """RLIMIT_FSIZE stands in for a full disk: the first file larger than ``limit`` fails to write."""
+    want, _, _ = reference
+    recipe = make(tmp_path, generation={"batch_size": 30}, clean={"mode": "mp3"})
+    r = onss("run", str(recipe), limit_bytes=limit)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    folder = "pads" if stage == "pack" else stage
+    assert f"run/{folder}: out of space during {stage}" in r.stderr and "MB" in r.stderr
+    assert_nothing_partial(tmp_path / "run", want)
+    assert onss("run", str(recipe)).returncode == 0
+    assert digests(tmp_path / "run" / "pads") == want
+
+
+def test_out_of_memory_halves_the_batch(tmp_path, golden_model):
+    from onss_tui.pipeline.generate import generate_nsynth_shard
+
+    emb = np.random.default_rng(3).normal(0, 5, (4, 1, 16)).astype(np.float32)
+    ids = np.arange(10, 14)
+    whole = tmp_path / "whole.npy"
+    generate_nsynth_shard(golden_model, emb, ids, 5, whole, save_every=256)
+    halved = []
+    os.environ["ONSS_FAULT_OOM_ABOVE"] = "1"
+    try:
+        out = tmp_path / "oom.npy"
+        generate_nsynth_shard(golden_model, emb, ids, 5, out, save_every=256, on_oom=halved.append)
+    finally:
+        del os.environ["ONSS_FAULT_OOM_ABOVE"]
+    assert halved == [2, 1, 1]  # 4 -> 2 + 2, each 2 -> 1 + 1
+    a, b = np.load(whole), np.load(out)
+    assert a.shape == b.shape == (4, 512)
+    assert (a == b).mean() > 0.999  # the same sounds; batch size only moves float rounding
+    assert not list(tmp_path.glob("*.state*"))

@@ -1,0 +1,37 @@
+"""Small builders shared by the pipeline and fault tests."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import yaml
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.glob("*.bin"))}
+
+
+def write_notes(folder: Path, names, pitches, seconds: float = 1.0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * 16000)) / 16000
+    for i, n in enumerate(names):
+        for p in pitches:
+            tone = 0.3 * np.sin(2 * np.pi * (100 + 30 * i + p) * t) * np.exp(-2 * t)
+            sf.write(folder / f"{n}_{p}.wav", tone.astype(np.float32), 16000)
+
+
+def small_recipe(folder: Path, name: str = "small.yaml", **over) -> Path:
+    data = {
+        "name": "small", "inputs": "audio",
+        "corners": {"top_left": ["a"], "top_right": ["b"], "bottom_left": ["c"], "bottom_right": ["d"]},
+        "pitches": [60, 64], "resolution": 3, "engine": "preview", "output": "run",
+        "generation": {"sample_length": 8192},
+    }
+    data.update(over)
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
