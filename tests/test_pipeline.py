@@ -118,12 +118,12 @@ def test_prepare_reports_every_problem_with_its_fix(tmp_path, capsys):
 
 def test_prepare_warnings(tmp_path):
     write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60, 64])
-    sf.write(tmp_path / "audio" / "b_60.wav", np.zeros(16000, np.float32), 16000)  # silent
-    sf.write(tmp_path / "audio" / "c_60.wav", np.full(800, 0.3, np.float32), 16000)  # short, DC
+    sf.write(tmp_path / "audio" / "b_60.wav", np.clip(np.sin(np.arange(16000) / 9) * 3, -1, 1), 16000)  # clipped
+    sf.write(tmp_path / "audio" / "c_60.wav", np.full(4000, 0.3, np.float32), 16000)  # short, DC
     events = []
     Runner.from_file(small_recipe(tmp_path), device="cpu", listener=events.append).execute()
     text = "\n".join(e["message"] for e in events if e["event"] == "warning")
-    assert "b_60.wav: silent" in text and "c_60.wav: only 0.05 s" in text and "DC offset" in text
+    assert "b_60.wav: clipped" in text and "c_60.wav: only 0.25 s" in text and "DC offset" in text
 
 
 # ---------------------------------------------------------------------------------------------

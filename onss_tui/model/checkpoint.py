@@ -54,7 +54,7 @@ DTYPES: dict[int, np.dtype] = {
 DTYPE_NAMES = {1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8",
                7: "string", 9: "int64", 10: "bool", 14: "bfloat16", 17: "uint16",
                19: "float16", 22: "uint32", 23: "uint64"}
-NUMPY_TO_DT = {np.dtype(v).newbyteorder("<") if v.itemsize > 1 else v: k for k, v in DTYPES.items()}
+NUMPY_TO_DT = {v: k for k, v in DTYPES.items()}
 
 
 class CheckpointError(Exception):
@@ -66,7 +66,7 @@ class CheckpointError(Exception):
 
 
 def masked_crc32c(data: bytes | memoryview) -> int:
-    crc = google_crc32c.value(bytes(data)) if not isinstance(data, bytes) else google_crc32c.value(data)
+    crc = google_crc32c.value(data if isinstance(data, bytes) else bytes(data))
     return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + CRC_MASK_DELTA) & 0xFFFFFFFF
 
 
@@ -305,9 +305,8 @@ def resolve_prefix(path: str | os.PathLike) -> Path:
         p = p.with_name(name[: -len(".meta")])
     elif p.is_dir():
         indexes = sorted(p.glob("*.index"))
-        if not indexes:
-            nested = sorted(p.glob("*/*.index"))
-            indexes = nested
+        if not indexes:  # e.g. the models folder that holds wavenet-ckpt/
+            indexes = sorted(p.glob("*/*.index"))
         if not indexes:
             raise CheckpointError(
                 f"{p}: no checkpoint here (no *.index file). Pass the folder that holds "

@@ -98,21 +98,11 @@ def download(url: str, dest: Path, progress: Progress | None = None, chunk: int 
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             have, mode = 0, "wb"
-        done = have
         try:
             with open(part, mode) as f:
                 if progress:
-                    progress(done, total)
-                while True:
-                    block = response.read(chunk)
-                    if not block:
-                        break
-                    f.write(block)
-                    done += len(block)
-                    if progress:
-                        progress(done, total)
-                f.flush()
-                os.fsync(f.fileno())
+                    progress(have, total)
+                done = _copy_with_progress(response, f, have, total, progress, chunk)
         except OSError as exc:
             raise InstallError(f"{part}: download interrupted ({exc}). Run the same command again to resume.") from exc
     if total is not None and done != total:
@@ -121,6 +111,18 @@ def download(url: str, dest: Path, progress: Progress | None = None, chunk: int 
     os.replace(part, dest)
     fsync_dir(dest.parent)
     return dest
+
+
+def _copy_with_progress(src, out, done: int, total: int | None, progress: Progress | None, chunk: int = 1 << 20) -> int:
+    """Copy a stream into an open file and fsync it, reporting (bytes done, total); return bytes done."""
+    while block := src.read(chunk):
+        out.write(block)
+        done += len(block)
+        if progress:
+            progress(done, total)
+    out.flush()
+    os.fsync(out.fileno())
+    return done
 
 
 def _content_range_total(value: str | None) -> int | None:
@@ -186,13 +188,7 @@ def install_from_tar(
                     src = tar.extractfile(m)
                     assert src is not None
                     with src, open(dest, "wb") as out:
-                        while block := src.read(1 << 20):
-                            out.write(block)
-                            done += len(block)
-                            if progress:
-                                progress(done, total)
-                        out.flush()
-                        os.fsync(out.fileno())
+                        done = _copy_with_progress(src, out, done, total, progress)
         except (tarfile.TarError, EOFError) as exc:
             raise InstallError(f"{tar_path}: not a complete tar archive ({exc}). "
                                "Download it again (onss model download).") from exc
