@@ -427,6 +427,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_attach(args: argparse.Namespace) -> int:
+    from onss_tui.tui.app import create_app
+
+    run_dir = _run_dir_arg(args.run)
+    if not (run_dir / "state.json").is_file():
+        raise UserError(f"{run_dir}: not a run folder (no state.json).")
+    create_app(run_dir=run_dir).run()
+    return 0
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from onss_tui.device.deploy import deploy
 
@@ -546,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--out", default="onss-demo", help="folder for the demo (default ./onss-demo)")
     dm.add_argument("--json", action="store_true")
     dm.set_defaults(func=cmd_demo)
+    at = sub.add_parser("attach", help="the live dashboard of a run (leaving it never stops the run)")
+    at.add_argument("run", nargs="?", help="run folder or recipe (default: the newest under ./runs)")
+    at.set_defaults(func=cmd_attach)
     dp = sub.add_parser("deploy", help="copy a finished run's pads and settings to a mounted SD card")
     dp.add_argument("run", help="run folder or recipe")
     dp.add_argument("--to", required=True, help="mount point of the card's root file system")
@@ -567,8 +580,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
-        parser.print_help()
-        print("\nThe interactive wizard is not built yet; the commands above work today. Start with: onss demo")
+        if not sys.stdin.isatty() or not sys.stdout.isatty():
+            parser.print_help()
+            return 0
+        from onss_tui.tui.app import create_app
+
+        create_app().run()
         return 0
     try:
         return func(args)

@@ -1,0 +1,133 @@
+"""The run dashboard: stages, one card per generate worker, a log tail. A viewer of the run
+directory: attaching and leaving never touch the run; stopping asks first."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Header, Label, Log
+
+from onss_tui.pipeline.rundir import STAGES, RunDir
+from onss_tui.tui.widgets.gpu_card import GpuCard
+
+REFRESH_SECONDS = 1.0
+
+
+class EventTail:
+    """Reads only what was appended to each events file since the last call."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.offsets: dict[Path, int] = {}
+
+    def new_events(self) -> list[dict]:
+        out = []
+        folder = self.run.path / "events"
+        for f in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            start = self.offsets.get(f, 0)
+            with open(f, "rb") as fh:
+                fh.seek(start)
+                data = fh.read()
+            end = data.rfind(b"\n") + 1  # a line still being written waits for the next call
+            self.offsets[f] = start + end
+            for line in data[:end].splitlines():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return sorted(out, key=lambda e: e.get("t", 0))
+
+
+class ConfirmStop(ModalScreen[bool]):
+    BINDINGS = [("escape", "dismiss(False)", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            yield Label("Stop this run? Finished work is kept; run the recipe again to resume.")
+            with Horizontal():
+                yield Button("Stop", variant="error", id="yes")
+                yield Button("Cancel", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class DashboardScreen(Screen):
+    BINDINGS = [("s", "stop", "Stop run")]
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run = RunDir(run_dir)
+        self.tail = EventTail(self.run)
+        self.cards: dict[int, GpuCard] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label("", id="run-title", markup=False)
+        with Horizontal(id="dash"):
+            yield DataTable(id="stages", cursor_type="none")
+            yield Grid(id="cards")
+        yield Log(id="log", max_lines=200)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#stages", DataTable)
+        table.add_column("stage", key="stage")
+        table.add_column("status", key="status")
+        for stage in STAGES:
+            table.add_row(stage, "pending", key=stage)
+        self.refresh_run()
+        self.set_interval(REFRESH_SECONDS, self.refresh_run)
+        self.set_interval(2.0, self.refresh_gpus)
+
+    def refresh_run(self) -> None:
+        state = self.run.read_state()
+        pid = self.run.locked_by()
+        status = f"running (pid {pid})" if pid else state.get("status", "not started")
+        if not pid and status == "running":
+            status = "interrupted: run the recipe again to resume"
+        self.query_one("#run-title", Label).update(f"{state.get('name', self.run.path.name)}  "
+                                                   f"[{state.get('engine', '?')}]  {status}  {self.run.path}")
+        table = self.query_one("#stages", DataTable)
+        for stage in STAGES:
+            info = state.get("stages", {}).get(stage, {})
+            table.update_cell(stage, "status", info.get("status", "pending"))
+        log = self.query_one("#log", Log)
+        for e in self.tail.new_events():
+            stream = e.get("stream", "")
+            if stream.startswith("generate-w") and e.get("event") == "progress":
+                self._card(int(stream[len("generate-w"):])).show_event(e)
+            elif e.get("event") != "progress":
+                detail = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("t", "stream", "event"))
+                log.write_line(f"{stream}: {e.get('event')} {detail}".rstrip())
+
+    def _card(self, worker: int) -> GpuCard:
+        if worker not in self.cards:
+            card = GpuCard(worker)
+            self.cards[worker] = card
+            self.query_one("#cards", Grid).mount(card)
+        return self.cards[worker]
+
+    def refresh_gpus(self) -> None:
+        gpus = self.app.probe().gpus
+        for w, card in self.cards.items():
+            card.show_gpu(gpus[w] if w < len(gpus) else None)
+
+    def action_stop(self) -> None:
+        pid = self.run.locked_by()
+        if not pid or pid < 0:
+            self.notify("No process is working on this run.")
+            return
+
+        def stop(confirmed: bool | None) -> None:
+            if confirmed:
+                os.kill(pid, signal.SIGTERM)
+                self.notify(f"Stopped pid {pid}.")
+
+        self.app.push_screen(ConfirmStop(), stop)

@@ -1,0 +1,74 @@
+"""One card per generate worker (one per GPU): batch i/N, sample progress, samples/s, ETA, NVML load."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, ProgressBar, Sparkline
+
+from onss_tui.gpu import GpuInfo
+
+
+def eta_text(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "ETA --"
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"ETA {h}:{m:02d}:{s:02d}" if h else f"ETA {m}:{s:02d}"
+
+
+class GpuCard(Vertical):
+    """Shows the latest progress event of one worker stream and its GPU's NVML readings."""
+
+    DEFAULT_CSS = ""
+
+    def __init__(self, worker: int, **kw):
+        super().__init__(id=f"gpu-card-{worker}", classes="gpu-card", **kw)
+        self.worker = worker
+        self.rates: list[float] = []
+        self._ready = False
+        self._pending: list[tuple[str, object]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Label(f"worker {self.worker}", classes="card-title")
+        yield Label("waiting", id="batch")
+        yield ProgressBar(total=1, show_eta=False, id="samples")
+        yield Label("", id="rate")
+        yield Sparkline([], id="history")
+        yield Label("", id="gpu")
+
+    def on_mount(self) -> None:
+        self._ready = True
+        for kind, value in self._pending:
+            (self.show_event if kind == "event" else self.show_gpu)(value)
+        self._pending.clear()
+
+    def show_event(self, event: dict) -> None:
+        if not self._ready:  # mounted, but not yet composed: apply it once it is
+            self._pending.append(("event", event))
+            return
+        batch, batches = event.get("batch", 0), event.get("batches", 0)
+        sample, samples = event.get("sample", 0), event.get("samples", 1)
+        self.query_one("#batch", Label).update(f"batch {batch}/{batches}  sample {sample:,}/{samples:,}")
+        self.query_one("#samples", ProgressBar).update(total=samples, progress=sample)
+        rate = event.get("samples_per_s")
+        if rate:
+            self.rates = (self.rates + [float(rate)])[-60:]
+            sounds = max(event.get("sounds", 1), 1)
+            steps_left = (batches - batch) * samples + (samples - sample)
+            eta = steps_left / (rate / sounds)
+            self.query_one("#rate", Label).update(f"{rate:,.0f} samples/s  {eta_text(eta)}")
+            self.query_one("#history", Sparkline).data = list(self.rates)
+        elif batch and batch == batches:
+            self.query_one("#rate", Label).update("done")
+
+    def show_gpu(self, gpu: GpuInfo | None) -> None:
+        if not self._ready:
+            self._pending.append(("gpu", gpu))
+            return
+        label = self.query_one("#gpu", Label)
+        if gpu is None:
+            label.update("CPU")
+            return
+        label.update(f"{gpu.name[:22]}  load {gpu.utilization}%  mem {gpu.memory_used / 2**30:.0f}/"
+                     f"{gpu.memory_total / 2**30:.0f} GiB  {gpu.temperature}°C")

@@ -1,0 +1,126 @@
+"""The Textual app: environment and dashboard screens, driven by the pilot at 80x24."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from textual.widgets import DataTable, Label, Log, ProgressBar, Static
+
+from onss_tui.gpu import GpuProbe, fake_probe, probe
+from onss_tui.pipeline.demo import make_demo
+from onss_tui.pipeline.rundir import RunDir
+from onss_tui.pipeline.runner import Runner
+from onss_tui.tui.app import create_app
+from onss_tui.tui.screens.dashboard import DashboardScreen
+
+SIZE = (80, 24)
+
+
+def app_for(**kw):
+    kw.setdefault("torch_status", lambda: "torch 2.13.0: no CUDA")
+    kw.setdefault("checkpoint_status", lambda: "checkpoint: not installed (onss model download)")
+    return create_app(**kw)
+
+
+def test_probe_without_a_driver_is_a_state_not_an_error():
+    p = probe()  # this machine has no NVIDIA driver; a GPU box would list its GPUs
+    assert isinstance(p, GpuProbe)
+    if not p.available:
+        assert "no GPU" in p.summary() and "preview engine" in p.summary()
+
+
+async def test_environment_with_gpus(tmp_path):
+    app = app_for(probe_fn=lambda: fake_probe(2), workdir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert "2 GPUs: NVIDIA H100 80GB HBM3 (driver 580.65.06)" in str(screen.query_one("#gpu-summary", Static).render())
+        table = screen.query_one("#gpus", DataTable)
+        assert table.row_count == 2 and table.display
+        assert "87%" in [str(c) for c in table.get_row_at(0)]
+        assert "not installed" in str(screen.query_one("#checkpoint", Static).render())
+
+
+async def test_environment_without_gpu(tmp_path):
+    app = app_for(probe_fn=lambda: GpuProbe(problem="no NVIDIA driver"), workdir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        text = str(app.screen.query_one("#gpu-summary", Static).render())
+        assert "no GPU (no NVIDIA driver): preview engine only" in text
+        assert not app.screen.query_one("#gpus", DataTable).display
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tui")
+    Runner.from_file(make_demo(out), device="cpu").execute()
+    return out / "run"
+
+
+async def test_dashboard_of_a_finished_run(finished_run):
+    app = app_for(probe_fn=lambda: fake_probe(1), run_dir=finished_run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        table = screen.query_one("#stages", DataTable)
+        assert [str(table.get_row_at(i)[1]) for i in range(table.row_count)] == ["done"] * 9
+        assert "demo  [preview]  done" in str(screen.query_one("#run-title", Label).render())
+        log = screen.query_one("#log", Log)
+        assert any("run_done" in line for line in log.lines)
+        assert 0 in screen.cards  # the worker card of the preview generate stage
+
+
+async def test_dashboard_follows_a_live_run(tmp_path):
+    """Events appended by a (simulated) worker show on its card at the next refresh."""
+    run = RunDir(tmp_path / "run")
+    run.update_state(name="live", engine="nsynth", status="running",
+                     stages={"prepare": {"status": "done"}, "generate": {"status": "running"}})
+    app = app_for(probe_fn=lambda: fake_probe(2), run_dir=run.path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        run.emit("generate-w1", "progress", batch=3, batches=10, sample=32000, samples=64000, sounds=256,
+                 samples_per_s=1_000_000.0)
+        screen = app.screen
+        screen.refresh_run()
+        screen.refresh_gpus()
+        await pilot.pause()
+        card = screen.cards[1]
+        assert "batch 3/10  sample 32,000/64,000" in str(card.query_one("#batch", Label).render())
+        bar = card.query_one("#samples", ProgressBar)
+        assert bar.progress == 32000 and bar.total == 64000
+        rate = str(card.query_one("#rate", Label).render())
+        assert "1,000,000 samples/s" in rate and "ETA" in rate
+        assert "load 84%" in str(card.query_one("#gpu", Label).render())
+        assert "interrupted" in str(screen.query_one("#run-title", Label).render())  # no process holds it
+
+
+async def test_stop_asks_first(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.update_state(name="x", status="running")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from onss_tui.pipeline.rundir import RunDir\n"
+        f"r = RunDir({str(run.path)!r})\n"
+        "with r.lock():\n    print('locked', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    try:
+        app = app_for(probe_fn=lambda: GpuProbe(problem="none"), run_dir=run.path)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("s")
+            await pilot.pause()
+            await pilot.press("escape")  # cancel: nothing happens
+            await pilot.pause()
+            assert holder.poll() is None
+            await pilot.press("s")
+            await pilot.pause()
+            await pilot.click("#yes")
+            await pilot.pause()
+        assert holder.wait(timeout=10) != 0  # SIGTERM
+    finally:
+        if holder.poll() is None:
+            holder.kill()
