@@ -124,3 +124,61 @@ async def test_stop_asks_first(tmp_path):
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+async def test_wizard_walk_from_audio_to_finish(tmp_path):
+    """Environment -> audio -> corners -> pitches -> review: save, run detached, dashboard, finish."""
+    from textual.widgets import Input
+
+    from onss_tui.pipeline.demo import PITCHES
+    from onss_tui.tui.screens.finish import FinishScreen
+    from onss_tui.tui.screens.wizard import AudioScreen, CornersScreen, GridScreen, ReviewScreen
+
+    make_demo(tmp_path / "demo")  # its notes: sine, saw, pluck, bell at 48, 55, 60, 67
+    app = app_for(probe_fn=lambda: GpuProbe(problem="no NVIDIA driver"), workdir=tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("ctrl+n")
+        assert isinstance(app.screen, AudioScreen)
+        app.screen.query_one("#inputs", Input).value = str(tmp_path / "demo" / "audio")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.draft.found == {n: PITCHES for n in ["bell", "pluck", "saw", "sine"]}
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, CornersScreen)
+        assert app.screen.query_one("#top_left", Input).value == "bell"  # a first guess, one a corner
+        app.screen.query_one("#bottom_right", Input).value = "sine, saw"  # saw is bottom-left already
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, CornersScreen)  # refused, with a notification
+        app.screen.query_one("#bottom_right", Input).value = "sine"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, GridScreen)
+        app.screen.query_one("#pitches", Input).value = "48, 60"
+        app.screen.query_one("#resolution", Input).value = "5"
+        await pilot.pause()
+        assert "unique sounds, 1 pad files" in str(app.screen.query_one("#estimate").render())
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
+        app.screen.query_one("#name", Input).value = "wiz"
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        recipe = tmp_path / "recipes" / "wiz.yaml"
+        assert recipe.is_file()
+        dash = app.screen
+        assert isinstance(dash, DashboardScreen)
+        for _ in range(600):
+            await pilot.pause(0.1)
+            if dash.run.read_state().get("status") in ("done", "failed"):
+                break
+        dash.refresh_run()
+        assert dash.run.read_state()["status"] == "done"
+        await pilot.press("f")
+        await pilot.pause()
+        assert isinstance(app.screen, FinishScreen)
+        text = str(app.screen.query_one("#ordering").render())
+        assert "ordering check: OK" in text and "bell_pluck_saw_sine.bin" in text
+        assert "validation: VALID" in str(app.screen.query_one("#validation").render())

@@ -7,9 +7,15 @@ from typing import Callable
 
 from textual.app import App
 
+import os
+import subprocess
+import sys
+
 from onss_tui.gpu import GpuProbe, probe
 from onss_tui.tui.screens.dashboard import DashboardScreen
 from onss_tui.tui.screens.environment import EnvironmentScreen
+from onss_tui.tui.screens.finish import FinishScreen
+from onss_tui.tui.screens.wizard import Draft
 
 
 class OnssApp(App):
@@ -27,12 +33,31 @@ class OnssApp(App):
         self.run_dir = run_dir
         self.torch_status = torch_status or _torch_status
         self.checkpoint_status = checkpoint_status or _checkpoint_status
+        self.draft = Draft(workdir=self.workdir)
+        self.saved_recipe: Path | None = None
 
     def on_mount(self) -> None:
         self.push_screen(DashboardScreen(self.run_dir) if self.run_dir else EnvironmentScreen())
 
     def action_environment(self) -> None:
         self.push_screen(EnvironmentScreen())
+
+    def start_run(self, recipe: Path) -> Path:
+        """Start ``onss run`` detached (its own session: it outlives this app and the SSH session)
+        and show its dashboard."""
+        from onss_tui.pipeline.runner import resolved_recipe
+        from onss_tui.recipe import load_recipe
+
+        run_dir = Path(resolved_recipe(load_recipe(recipe), recipe.resolve().parent).output)
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        with open(run_dir / "logs" / "supervisor.log", "ab") as log, open(os.devnull, "rb") as null:
+            subprocess.Popen([sys.executable, "-m", "onss_tui", "run", str(recipe.resolve()), "--json"],
+                             stdin=null, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.push_screen(DashboardScreen(run_dir))
+        return run_dir
+
+    def show_finish(self, run_dir: Path) -> None:
+        self.push_screen(FinishScreen(run_dir))
 
 
 def _torch_status() -> str:

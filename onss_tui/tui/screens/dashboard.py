@@ -59,7 +59,13 @@ class ConfirmStop(ModalScreen[bool]):
 
 
 class DashboardScreen(Screen):
-    BINDINGS = [("s", "stop", "Stop run")]
+    BINDINGS = [("s", "stop", "Stop run"), ("f", "finish", "Finish")]
+
+    def action_finish(self) -> None:
+        if self.run.read_state().get("status") != "done":
+            self.notify("the run has not finished yet")
+            return
+        self.app.show_finish(self.run.path)
 
     def __init__(self, run_dir: Path):
         super().__init__()

@@ -12,7 +12,12 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 
 class EnvironmentScreen(Screen):
-    BINDINGS = [("r", "refresh", "Refresh")]
+    BINDINGS = [("r", "refresh", "Refresh"), ("ctrl+n", "next", "Next: audio")]
+
+    def action_next(self) -> None:
+        from onss_tui.tui.screens.wizard import AudioScreen
+
+        self.app.push_screen(AudioScreen())
 
     def compose(self) -> ComposeResult:
         yield Header()

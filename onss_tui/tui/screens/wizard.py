@@ -1,0 +1,299 @@
+"""The wizard: audio -> corners -> pitches and grid -> review (save, run). Keys: ctrl+n next, ctrl+b back.
+
+The screens edit one draft (:class:`Draft`); the recipe model validates it, so the wizard and
+``onss recipe check`` agree on every rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static, TextArea
+
+from onss_tui.audio.io import AudioError, probe
+from onss_tui.pipeline.grid import CORNER_NAMES, plan_sounds
+from onss_tui.pipeline.prepare import scan_inputs
+from onss_tui.recipe import Recipe, RecipeError, parse_recipe, recipe_yaml
+
+PRESETS = {"original (24..84 step 4)": list(range(24, 85, 4)), "four octaves (36, 48, 60, 72)": [36, 48, 60, 72]}
+
+
+@dataclass
+class Draft:
+    name: str = "my-pack"
+    inputs: str = "audio"
+    corners: dict[str, list[str]] = field(default_factory=lambda: {c: [] for c in CORNER_NAMES})
+    pitches: list[int] = field(default_factory=lambda: [36, 48, 60, 72])
+    resolution: int = 9
+    engine: str = "preview"
+    precision: str = "auto"
+    found: dict[str, list[int]] = field(default_factory=dict)  # instrument -> pitches in the folder
+    workdir: Path = field(default_factory=Path.cwd)  # recipes/ and runs/ go here
+
+    def data(self) -> dict:
+        inputs = Path(self.inputs).expanduser()
+        return {"name": self.name, "inputs": str(inputs if inputs.is_absolute() else (self.workdir / inputs).resolve()),
+                "corners": {c: list(v) for c, v in self.corners.items()},
+                "pitches": list(self.pitches), "resolution": self.resolution, "engine": self.engine,
+                "generation": {"precision": self.precision}, "output": str((self.workdir / "runs" / self.name).resolve())}
+
+    def recipe(self) -> Recipe:
+        import yaml
+
+        return parse_recipe(yaml.safe_dump(self.data()), "wizard")
+
+
+class WizardStep(Screen):
+    BINDINGS = [("ctrl+n", "next", "Next"), ("ctrl+b", "back", "Back")]
+    NEXT: type[Screen] | None = None
+
+    @property
+    def draft(self) -> Draft:
+        return self.app.draft
+
+    def save(self) -> str | None:
+        """Store the screen's fields in the draft; return a problem to show, or None."""
+        return None
+
+    def action_next(self) -> None:
+        problem = self.save()
+        if problem:
+            self.notify(problem, severity="error", timeout=8)
+            return
+        if self.NEXT is not None:
+            self.app.push_screen(self.NEXT())
+
+    def action_back(self) -> None:
+        self.save()
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+
+
+class AudioScreen(WizardStep):
+    """The input folder, every note found in it, and what the prepare stage would say."""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label("Folder of notes named <instrument>_<midi pitch>.wav (enter to scan):")
+        yield Input(self.draft.inputs, id="inputs")
+        yield DataTable(id="notes", cursor_type="row")
+        yield Static("", id="problems", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        t = self.query_one("#notes", DataTable)
+        t.add_columns("file", "rate", "ch", "seconds", "peak")
+        self.scan()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.scan()
+
+    def scan(self) -> None:
+        self.draft.inputs = self.query_one("#inputs", Input).value.strip()
+        folder = Path(self.draft.inputs).expanduser()
+        folder = folder if folder.is_absolute() else self.draft.workdir / folder
+        table = self.query_one("#notes", DataTable)
+        table.clear()
+        found: dict[str, list[int]] = {}
+        problems: list[str] = []
+        if not folder.is_dir():
+            problems.append(f"{folder}: no such folder")
+        else:
+            import soundfile as sf
+
+            for f in sorted(folder.iterdir()):
+                stem = f.stem
+                if f.suffix.lower() not in (".wav", ".aif", ".aiff", ".flac", ".mp3", ".ogg"):
+                    continue
+                try:
+                    info = probe(f)
+                    data, _ = sf.read(str(f), dtype="float32", always_2d=True)
+                    peak = f"{20 * math.log10(max(float(abs(data).max()), 1e-9)):.1f} dB"
+                    table.add_row(f.name, str(info.samplerate), str(info.channels), f"{info.seconds:.2f}", peak)
+                except AudioError as exc:
+                    problems.append(str(exc))
+                    continue
+                name, _, pitch = stem.rpartition("_")
+                if name and pitch.isdigit() and "_" not in name:
+                    found.setdefault(name, []).append(int(pitch))
+                else:
+                    problems.append(f"{f.name}: not named <instrument>_<pitch>")
+        self.draft.found = {k: sorted(v) for k, v in found.items()}
+        summary = ", ".join(f"{k} ({len(v)})" for k, v in sorted(self.draft.found.items()))
+        lines = [f"instruments: {summary or 'none'}"] + [f"! {p}" for p in problems]
+        self.query_one("#problems", Static).update("\n".join(lines))
+
+    def save(self) -> str | None:
+        if not self.draft.found:
+            return "no notes found: choose the folder of your <instrument>_<pitch> files"
+        return None
+
+
+class CornersScreen(WizardStep):
+    """Which instruments sit in which corner of the pad, drawn as the pad."""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        names = ", ".join(sorted(self.draft.found)) or "(none found)"
+        yield Static(f"Instruments found: {names}\nComma-separated names per corner (the pad as you see it):",
+                     markup=False)
+        with Grid(id="pad"):
+            for corner in CORNER_NAMES:
+                yield Input(", ".join(self.draft.corners[corner]), placeholder=corner.replace("_", " "), id=corner)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        names = sorted(self.draft.found)
+        if not any(self.draft.corners.values()) and len(names) >= 4:  # a start: one instrument a corner
+            for corner, name in zip(CORNER_NAMES, names):
+                self.query_one(f"#{corner}", Input).value = name
+
+    def save(self) -> str | None:
+        for corner in CORNER_NAMES:
+            raw = self.query_one(f"#{corner}", Input).value
+            self.draft.corners[corner] = [n.strip() for n in raw.split(",") if n.strip()]
+        empty = [c for c in CORNER_NAMES if not self.draft.corners[c]]
+        if empty:
+            return f"{empty[0].replace('_', ' ')} needs at least one instrument"
+        unknown = [n for c in CORNER_NAMES for n in self.draft.corners[c] if n not in self.draft.found]
+        if unknown:
+            return f"{unknown[0]}: no notes of it in {self.draft.inputs}"
+        placed = [n for c in CORNER_NAMES for n in self.draft.corners[c]]
+        twice = sorted({n for n in placed if placed.count(n) > 1})
+        if twice:
+            return f"{twice[0]} sits in more than one corner; each instrument may sit in one corner"
+        return None
+
+
+def estimate(draft: Draft, gpus: int, rate_per_gpu: float | None) -> str:
+    """Unique sounds, pads, their size, and the projected generation time."""
+    corners = [draft.corners[c] for c in CORNER_NAMES]
+    if not all(corners) or not draft.pitches or draft.resolution < 2:
+        return "fill in corners, pitches and resolution for estimates"
+    plan = plan_sounds(corners, draft.pitches, draft.resolution)
+    n = len(plan.sounds)
+    size = len(plan.pads) * draft.resolution ** 2 * len(draft.pitches) * 60000 * 2
+    if draft.engine == "preview":
+        when = "seconds on the CPU (preview engine)"
+    elif rate_per_gpu and gpus:
+        hours = n * 64000 / (rate_per_gpu * gpus) / 3600
+        when = f"about {hours:.1f} h on {gpus} GPU(s)"
+    else:
+        when = "unknown (no benchmark figures for this GPU yet: onss bench)"
+    return f"{n:,} unique sounds, {len(plan.pads)} pad files, {size / 1e9:.2f} GB; generation: {when}"
+
+
+class GridScreen(WizardStep):
+    """Pitches, resolution, engine and precision, with live estimates."""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll():
+            yield Label("Pitches (MIDI notes, comma-separated, in device order):")
+            yield Input(", ".join(map(str, self.draft.pitches)), id="pitches")
+            yield Select([(k, k) for k in PRESETS], prompt="or a preset", id="preset")
+            with Horizontal():
+                yield Label("Resolution:")
+                yield Input(str(self.draft.resolution), id="resolution", type="integer")
+            yield Select([("preview (CPU, seconds)", "preview"), ("nsynth (GPU)", "nsynth")],
+                         value=self.draft.engine, allow_blank=False, id="engine")
+            yield Select([(p, p) for p in ("auto", "fp32", "tf32", "bf16")], value=self.draft.precision,
+                         allow_blank=False, id="precision")
+            yield Static("", id="estimate", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        placed = [n for c in CORNER_NAMES for n in self.draft.corners[c]]
+        have = set.intersection(*(set(self.draft.found.get(n, [])) for n in placed)) if placed else set()
+        if have and not set(self.draft.pitches) <= have:  # start from the pitches every instrument has
+            self.draft.pitches = sorted(have)
+            self.query_one("#pitches", Input).value = ", ".join(map(str, self.draft.pitches))
+        self.update_estimate()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "preset" and event.value in PRESETS:
+            self.query_one("#pitches", Input).value = ", ".join(map(str, PRESETS[event.value]))
+        self.update_estimate()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.update_estimate()
+
+    def save(self) -> str | None:
+        try:
+            self.draft.pitches = [int(p) for p in self.query_one("#pitches", Input).value.replace(" ", "").split(",") if p]
+            self.draft.resolution = int(self.query_one("#resolution", Input).value or 0)
+        except ValueError:
+            return "pitches are MIDI note numbers separated by commas"
+        self.draft.engine = str(self.query_one("#engine", Select).value)
+        self.draft.precision = str(self.query_one("#precision", Select).value)
+        missing = [f"{n} at {p}" for c in CORNER_NAMES for n in self.draft.corners[c] for p in self.draft.pitches
+                   if p not in self.draft.found.get(n, [])]
+        if missing:
+            return f"missing notes: {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+        try:
+            self.draft.recipe()
+        except RecipeError as exc:
+            return exc.problems[0].split(": ", 2)[-1]
+        return None
+
+    def update_estimate(self) -> None:
+        try:
+            self.save()
+        except Exception:
+            pass
+        gpus = len(self.app.probe().gpus)
+        try:
+            text = estimate(self.draft, gpus, None)
+        except ValueError as exc:
+            text = str(exc)
+        self.query_one("#estimate", Static).update(text)
+
+
+class ReviewScreen(WizardStep):
+    """The recipe as YAML; save it to recipes/NAME.yaml, and run it in the background."""
+
+    BINDINGS = [("ctrl+s", "save_recipe", "Save"), ("ctrl+r", "run", "Save and run"), ("ctrl+b", "back", "Back")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            yield Label("Name:")
+            yield Input(self.draft.name, id="name")
+        yield TextArea(recipe_yaml(self.draft.recipe()), read_only=True, id="yaml", language=None)
+        yield Footer()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.draft.name = event.value.strip() or "my-pack"
+        try:
+            self.query_one("#yaml", TextArea).text = recipe_yaml(self.draft.recipe())
+        except RecipeError as exc:
+            self.query_one("#yaml", TextArea).text = "\n".join(exc.problems)
+
+    def action_save_recipe(self) -> Path | None:
+        from onss_tui.recipe import save_recipe
+
+        try:
+            recipe = self.draft.recipe()
+        except RecipeError as exc:
+            self.notify(exc.problems[0], severity="error")
+            return None
+        path = Path(self.app.workdir) / "recipes" / f"{recipe.name}.yaml"
+        save_recipe(recipe, path)
+        self.notify(f"saved {path}")
+        self.app.saved_recipe = path
+        return path
+
+    def action_run(self) -> None:
+        path = self.action_save_recipe()
+        if path is not None:
+            self.app.start_run(path)
+
+
+AudioScreen.NEXT = CornersScreen
+CornersScreen.NEXT = GridScreen
+GridScreen.NEXT = ReviewScreen

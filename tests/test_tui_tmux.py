@@ -1,0 +1,67 @@
+"""End to end in a real terminal: tmux runs `onss`, keys walk the wizard, capture-pane reads it."""
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from onss_tui.device.settings import validate_pack
+from onss_tui.pipeline.demo import make_demo
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", "-L", "onss-test", *args], capture_output=True, text=True).stdout
+
+
+def screen() -> str:
+    return tmux("capture-pane", "-p", "-t", "onss")
+
+
+def wait_for(text: str, timeout: float = 60) -> str:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        shown = screen()
+        if text in shown:
+            return shown
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never appeared; the screen:\n{screen()}")
+
+
+def keys(*k: str) -> None:
+    tmux("send-keys", "-t", "onss", *k)
+    time.sleep(0.4)
+
+
+def test_wizard_in_tmux(tmp_path):
+    make_demo(tmp_path)  # notes in tmp/audio; the wizard's default folder is ./audio
+    onss = Path(sys.executable).with_name("onss")
+    tmux("kill-server")
+    tmux("new-session", "-d", "-s", "onss", "-x", "100", "-y", "40", "-c", str(tmp_path),
+         f"TERM=xterm-256color {onss}")
+    try:
+        wait_for("no GPU")
+        keys("C-n")
+        wait_for("instruments: bell (4), pluck (4), saw (4), sine (4)")
+        keys("C-n")
+        wait_for("Instruments found: bell, pluck, saw, sine")
+        keys("C-n")
+        wait_for("unique sounds, 1 pad files")
+        keys("C-n")
+        wait_for("name: my-pack")
+        keys("C-r")
+        shown = wait_for("validate     done", timeout=120)
+        assert "my-pack" in shown
+        keys("f")
+        shown = wait_for("ordering check: OK")
+        assert "bell_pluck_saw_sine.bin" in shown
+        keys("q")
+    finally:
+        tmux("kill-server")
+    run = tmp_path / "runs" / "my-pack"
+    assert (tmp_path / "recipes" / "my-pack.yaml").is_file()
+    assert validate_pack(run / "settings.json", run / "pads") == []
