@@ -63,6 +63,10 @@ def _parallel(fn, jobs: list[tuple], workers: int) -> None:
             f.result()
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n < 1e8 else f"{n / 1e6:,.0f} MB"
+
+
 def _die_with_parent() -> None:
     """Linux: a worker gets SIGTERM when its supervisor dies, so no orphan keeps generating."""
     try:
@@ -162,7 +166,7 @@ class Runner:
         free = shutil.disk_usage(self.run.path).free
         why = "the file size limit (ulimit -f) was reached" if exc.errno == errno.EFBIG else "the disk is full"
         return RunError(f"{folder}: out of space during {stage}: {why}. This stage writes about "
-                        f"{need / 1e6:,.0f} MB there ({free / 1e6:,.0f} MB free now). Free some space and run "
+                        f"{_mb(need)} there ({_mb(free)} free now). Free some space and run "
                         "again: finished work is kept and nothing partial was left behind.")
 
     def _space_estimate(self, stage: str) -> int:
