@@ -315,29 +315,18 @@ def _run_recipe(recipe_path: Path, json_lines: bool, device: str | None) -> int:
     return 0
 
 
-def _detach(argv: list[str], run_dir: Path) -> int:
-    import subprocess
-
-    logs = run_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / "supervisor.log", "ab") as log, open(os.devnull, "rb") as null:
-        proc = subprocess.Popen([sys.executable, "-m", "onss_tui", *argv], stdin=null, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    print(f"Started in the background (pid {proc.pid}); it survives this SSH session.\n"
-          f"  watch:  onss status {run_dir}\n  stop:   onss stop {run_dir}\n  log:    {logs / 'supervisor.log'}")
-    return 0
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from onss_tui.pipeline.runner import resolved_recipe
+    from onss_tui.pipeline.runner import start_detached
     from onss_tui.recipe import load_recipe
 
     path = Path(args.recipe).expanduser()
-    recipe = load_recipe(path)
+    load_recipe(path)  # every recipe problem is reported here, before anything starts
     if args.detach:
-        run_dir = Path(resolved_recipe(recipe, path.resolve().parent).output)
-        argv = ["run", str(path.resolve()), "--json"] + (["--device", args.device] if args.device else [])
-        return _detach(argv, run_dir)
+        run_dir, pid = start_detached(path, args.device)
+        print(f"Started in the background (pid {pid}); it survives this SSH session.\n"
+              f"  watch:  onss status {run_dir}   (or onss attach {run_dir})\n  stop:   onss stop {run_dir}\n"
+              f"  log:    {run_dir / 'logs' / 'supervisor.log'}")
+        return 0
     return _run_recipe(path, args.json, args.device)
 
 
@@ -345,10 +334,9 @@ def _run_dir_arg(value: str | None) -> Path:
     if value:
         p = Path(value).expanduser()
         if p.is_file() and p.suffix in (".yaml", ".yml"):
-            from onss_tui.pipeline.runner import resolved_recipe
-            from onss_tui.recipe import load_recipe
+            from onss_tui.pipeline.runner import run_dir_of
 
-            return Path(resolved_recipe(load_recipe(p), p.resolve().parent).output)
+            return run_dir_of(p)
         return p
     runs = sorted(Path("runs").glob("*/state.json"), key=lambda f: f.stat().st_mtime)
     if not runs:

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from onss_tui.cli import main
-from onss_tui.recipe import (Recipe, RecipeError, import_original_settings, load_recipe, parse_recipe, recipe_schema,
+from onss_tui.recipe import (RecipeError, import_original_settings, load_recipe, parse_recipe, recipe_schema,
                              save_recipe)
 
 ROOT = Path(__file__).resolve().parents[1]

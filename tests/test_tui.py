@@ -1,7 +1,5 @@
 """The Textual app: environment and dashboard screens, driven by the pilot at 80x24."""
 
-import json
-import os
 import subprocess
 import sys
 

@@ -31,7 +31,7 @@ from onss_tui.pipeline.prepare import load_notes, prepare
 from onss_tui.pipeline.rundir import STAGES, RunDir
 from onss_tui.recipe import Recipe, load_recipe, parse_recipe, recipe_yaml
 
-__all__ = ["RunError", "Runner", "resolved_recipe"]
+__all__ = ["RunError", "Runner", "resolved_recipe", "run_dir_of", "start_detached"]
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -48,6 +48,25 @@ def resolved_recipe(recipe: Recipe, base: Path) -> Recipe:
     if recipe.checkpoint:
         data["checkpoint"] = str(recipe.resolve(base, recipe.checkpoint).resolve())
     return Recipe.model_validate(data)
+
+
+def run_dir_of(recipe_path: Path) -> Path:
+    """The run folder a recipe file's 'output' names (absolute)."""
+    recipe_path = Path(recipe_path)
+    return Path(resolved_recipe(load_recipe(recipe_path), recipe_path.resolve().parent).output)
+
+
+def start_detached(recipe_path: Path, device: str | None = None) -> tuple[Path, int]:
+    """Start ``onss run RECIPE --json`` in its own session (it outlives the terminal and the SSH
+    session that started it), logging to ``<run>/logs/supervisor.log``; return (run folder, pid)."""
+    recipe_path = Path(recipe_path).resolve()
+    run_dir = run_dir_of(recipe_path)
+    logs = run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "onss_tui", "run", str(recipe_path), "--json"] + (["--device", device] if device else [])
+    with open(logs / "supervisor.log", "ab") as log, open(os.devnull, "rb") as null:
+        proc = subprocess.Popen(argv, stdin=null, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return run_dir, proc.pid
 
 
 def _parallel(fn, jobs: list[tuple], workers: int) -> None:

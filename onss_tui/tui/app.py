@@ -7,10 +7,6 @@ from typing import Callable
 
 from textual.app import App
 
-import os
-import subprocess
-import sys
-
 from onss_tui.gpu import GpuProbe, probe
 from onss_tui.tui.screens.dashboard import DashboardScreen
 from onss_tui.tui.screens.environment import EnvironmentScreen
@@ -45,14 +41,9 @@ class OnssApp(App):
     def start_run(self, recipe: Path) -> Path:
         """Start ``onss run`` detached (its own session: it outlives this app and the SSH session)
         and show its dashboard."""
-        from onss_tui.pipeline.runner import resolved_recipe
-        from onss_tui.recipe import load_recipe
+        from onss_tui.pipeline.runner import start_detached
 
-        run_dir = Path(resolved_recipe(load_recipe(recipe), recipe.resolve().parent).output)
-        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "logs" / "supervisor.log", "ab") as log, open(os.devnull, "rb") as null:
-            subprocess.Popen([sys.executable, "-m", "onss_tui", "run", str(recipe.resolve()), "--json"],
-                             stdin=null, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        run_dir, _pid = start_detached(recipe)
         self.push_screen(DashboardScreen(run_dir))
         return run_dir
 

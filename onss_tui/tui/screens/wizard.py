@@ -17,7 +17,6 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Sta
 
 from onss_tui.audio.io import AudioError, probe
 from onss_tui.pipeline.grid import CORNER_NAMES, plan_sounds
-from onss_tui.pipeline.prepare import scan_inputs
 from onss_tui.recipe import Recipe, RecipeError, parse_recipe, recipe_yaml
 
 PRESETS = {"original (24..84 step 4)": list(range(24, 85, 4)), "four octaves (36, 48, 60, 72)": [36, 48, 60, 72]}
