@@ -180,3 +180,34 @@ async def test_wizard_walk_from_audio_to_finish(tmp_path):
         text = str(app.screen.query_one("#ordering").render())
         assert "ordering check: OK" in text and "bell_pluck_saw_sine.bin" in text
         assert "validation: VALID" in str(app.screen.query_one("#validation").render())
+
+
+async def test_recipes_mode_lists_runs_and_duplicates(tmp_path, finished_run):
+    from onss_tui.recipe import load_recipe, save_recipe
+    from onss_tui.tui.screens.recipes import RecipesScreen
+
+    recipes = tmp_path / "recipes"
+    done = load_recipe(finished_run.parent / "recipes" / "demo.yaml")
+    save_recipe(done.model_copy(update={"inputs": str(finished_run.parent / "audio"), "output": str(finished_run)}),
+                recipes / "demo.yaml")
+    save_recipe(done.model_copy(update={"name": "fresh", "inputs": str(finished_run.parent / "audio"), "output": None}),
+                recipes / "fresh.yaml")
+    (recipes / "broken.yaml").write_text("name: [\n")
+    app = app_for(probe_fn=lambda: GpuProbe(problem="none"), workdir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RecipesScreen)
+        table = screen.query_one("#recipes", DataTable)
+        rows = {str(table.get_row_at(i)[0]): str(table.get_row_at(i)[2]) for i in range(table.row_count)}
+        assert rows == {"broken": "invalid recipe", "demo": "done", "fresh": "never run"}
+        await pilot.press("down")  # demo
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen) and app.screen.run.path == finished_run
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        await pilot.press("down", "c")
+        await pilot.pause()
+        assert load_recipe(recipes / "demo-2.yaml").name == "demo-2"

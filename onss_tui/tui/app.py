@@ -18,7 +18,7 @@ class OnssApp(App):
     TITLE = "onss"
     SUB_TITLE = "Open NSynth Super studio"
     CSS_PATH = "onss.tcss"
-    BINDINGS = [("q", "quit", "Quit"), ("e", "environment", "Environment")]
+    BINDINGS = [("q", "quit", "Quit"), ("e", "environment", "Environment"), ("ctrl+o", "recipes", "Recipes")]
 
     def __init__(self, probe_fn: Callable[[], GpuProbe] = probe, workdir: Path | None = None,
                  run_dir: Path | None = None, torch_status: Callable[[], str] | None = None,
@@ -37,6 +37,11 @@ class OnssApp(App):
 
     def action_environment(self) -> None:
         self.push_screen(EnvironmentScreen())
+
+    def action_recipes(self) -> None:
+        from onss_tui.tui.screens.recipes import RecipesScreen
+
+        self.push_screen(RecipesScreen())
 
     def start_run(self, recipe: Path) -> Path:
         """Start ``onss run`` detached (its own session: it outlives this app and the SSH session)

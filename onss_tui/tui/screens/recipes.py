@@ -1,0 +1,123 @@
+"""Recipes mode: the saved recipes with their last run's state; run again, attach, edit, duplicate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from onss_tui.recipe import RecipeError, load_recipe, save_recipe
+
+
+def run_state(recipe_path: Path) -> tuple[str, Path | None]:
+    from onss_tui.pipeline.rundir import RunDir
+    from onss_tui.pipeline.runner import run_dir_of
+
+    try:
+        run = RunDir(run_dir_of(recipe_path))
+    except RecipeError:
+        return "invalid recipe", None
+    if not run.state_path.is_file():
+        return "never run", run.path
+    status = run.read_state().get("status", "?")
+    if run.locked_by():
+        status = "running"
+    elif status == "running":
+        status = "interrupted"
+    return status, run.path
+
+
+class RecipesScreen(Screen):
+    BINDINGS = [("enter", "run", "Run / resume"), ("a", "attach", "Attach"), ("c", "copy", "Duplicate"),
+                ("o", "open", "Edit in wizard")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DataTable(id="recipes", cursor_type="row")
+        yield Static("", id="detail", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#recipes", DataTable)
+        table.add_columns("recipe", "engine", "last run")
+        self.reload()
+
+    def folder(self) -> Path:
+        return Path(self.app.workdir) / "recipes"
+
+    def reload(self) -> None:
+        table = self.query_one("#recipes", DataTable)
+        table.clear()
+        for path in sorted(self.folder().glob("*.yaml")):
+            try:
+                engine = load_recipe(path).engine
+            except RecipeError:
+                engine = "-"
+            table.add_row(path.stem, engine, run_state(path)[0], key=str(path))
+        if not table.row_count:
+            self.query_one("#detail", Static).update(f"no recipes in {self.folder()} yet: ctrl+n in the wizard")
+
+    def selected(self) -> Path | None:
+        table = self.query_one("#recipes", DataTable)
+        if not table.row_count:
+            return None
+        return Path(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_run()  # the table takes enter for itself
+
+    def action_run(self) -> None:
+        path = self.selected()
+        if path is None:
+            return
+        try:
+            load_recipe(path)
+        except RecipeError as exc:
+            self.notify(exc.problems[0], severity="error", timeout=10)
+            return
+        if run_state(path)[0] == "running":
+            self.action_attach()
+            return
+        self.app.start_run(path)
+
+    def action_attach(self) -> None:
+        from onss_tui.tui.screens.dashboard import DashboardScreen
+
+        path = self.selected()
+        if path is None:
+            return
+        status, run_dir = run_state(path)
+        if run_dir is None or status == "never run":
+            self.notify("this recipe has not been run yet (enter runs it)")
+            return
+        self.app.push_screen(DashboardScreen(run_dir))
+
+    def action_copy(self) -> None:
+        path = self.selected()
+        if path is None:
+            return
+        recipe = load_recipe(path)
+        n = 2
+        while (self.folder() / f"{recipe.name}-{n}.yaml").exists():
+            n += 1
+        name = f"{recipe.name}-{n}"
+        save_recipe(recipe.model_copy(update={"name": name, "output": None}), self.folder() / f"{name}.yaml")
+        self.notify(f"saved {name}.yaml")
+        self.reload()
+
+    def action_open(self) -> None:
+        """Load the recipe into the wizard's draft and open the corners step."""
+        from onss_tui.tui.screens.wizard import AudioScreen
+
+        path = self.selected()
+        if path is None:
+            return
+        r = load_recipe(path)
+        d = self.app.draft
+        d.name, d.inputs = r.name, str(r.inputs_dir(path.resolve().parent))
+        d.corners = {c: [i.name for i in getattr(r.corners, c)] for c in d.corners}
+        d.pitches, d.resolution, d.engine, d.precision = list(r.pitches), r.resolution, r.engine, r.generation.precision
+        self.app.push_screen(AudioScreen())
+
