@@ -42,7 +42,7 @@ def random_model(device: str, precision: str) -> NSynth:
 def bench_generate(model: NSynth, batch: int, steps: int) -> dict:
     enc = np.random.default_rng(1).normal(0, 3, (batch, 1 + steps // HOP, 16)).astype(np.float32)
     gen = model.generation(enc)
-    with model._precision():
+    with model.precision_scope():
         gen.advance(8)  # warm-up
         if model.device.type == "cuda":
             torch.cuda.synchronize()

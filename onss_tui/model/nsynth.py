@@ -97,7 +97,7 @@ class NSynth:
 
     # -- precision -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _precision(self) -> Iterator[None]:
+    def precision_scope(self) -> Iterator[None]:
         """TF32 matmuls only under 'tf32'; bf16 autocast for the convolutional forms under 'bf16'."""
         cuda = torch.backends.cuda.matmul
         old = (cuda.allow_tf32, torch.backends.cudnn.allow_tf32)
@@ -142,7 +142,7 @@ class NSynth:
         x = self._audio(audio)
         if x.shape[1] % HOP:
             raise ValueError(f"audio length {x.shape[1]} is not a multiple of {HOP}; pad or trim it first")
-        with self._precision():
+        with self.precision_scope():
             return self.encoder(scaled_input(x)).float().cpu().numpy()
 
     def log_probs(self, audio: np.ndarray, enc: np.ndarray, mode: str = "parallel") -> np.ndarray:
@@ -156,10 +156,10 @@ class NSynth:
         if e.shape[0] != x.shape[0] or e.shape[1] * HOP < x.shape[1]:
             raise ValueError(f"encodings {list(e.shape)} do not cover audio {list(x.shape)}")
         if mode == "parallel":
-            with self._precision():
+            with self.precision_scope():
                 return torch.log_softmax(self.decoder(x, e).float(), -1).cpu().numpy()
         if mode == "incremental":
-            with self._precision():
+            with self.precision_scope():
                 return self.packed().teacher_forced(x, e).numpy()
         raise ValueError(f"mode must be 'parallel' or 'incremental', not {mode!r}")
 
@@ -186,7 +186,7 @@ class NSynth:
         (``sound_ids[i]``, default i), never on the rest of the batch.
         """
         gen = self.generation(enc, seed, sound_ids)
-        with self._precision():
+        with self.precision_scope():
             while not gen.done:
                 gen.advance(chunk)
                 if progress is not None:

@@ -85,7 +85,7 @@ def _generate_batch(model, embeddings, ids, seed, out, save_every, progress, on_
             except Exception:  # an unreadable or foreign state is discarded, never trusted
                 state_file.unlink(missing_ok=True)
                 gen = model.generation(embeddings, seed=seed, sound_ids=ids)
-        with model._precision():
+        with model.precision_scope():
             while not gen.done:
                 gen.advance(min(save_every, gen.total - gen.t))
                 if progress:

@@ -15,8 +15,9 @@ from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static, TextArea
 
-from onss_tui.audio.io import AudioError, probe
+from onss_tui.audio.io import AUDIO_SUFFIXES, AudioError, probe
 from onss_tui.pipeline.grid import CORNER_NAMES, plan_sounds
+from onss_tui.pipeline.prepare import FILE_RE
 from onss_tui.recipe import Recipe, RecipeError, parse_recipe, recipe_yaml
 
 PRESETS = {"original (24..84 step 4)": list(range(24, 85, 4)), "four octaves (36, 48, 60, 72)": [36, 48, 60, 72]}
@@ -106,8 +107,7 @@ class AudioScreen(WizardStep):
             import soundfile as sf
 
             for f in sorted(folder.iterdir()):
-                stem = f.stem
-                if f.suffix.lower() not in (".wav", ".aif", ".aiff", ".flac", ".mp3", ".ogg"):
+                if f.suffix.lower() not in AUDIO_SUFFIXES:
                     continue
                 try:
                     info = probe(f)
@@ -117,9 +117,9 @@ class AudioScreen(WizardStep):
                 except AudioError as exc:
                     problems.append(str(exc))
                     continue
-                name, _, pitch = stem.rpartition("_")
-                if name and pitch.isdigit() and "_" not in name:
-                    found.setdefault(name, []).append(int(pitch))
+                m = FILE_RE.match(f.stem)  # the prepare stage's own rule
+                if m:
+                    found.setdefault(m["name"], []).append(int(m["pitch"]))
                 else:
                     problems.append(f"{f.name}: not named <instrument>_<pitch>")
         self.draft.found = {k: sorted(v) for k, v in found.items()}
