@@ -5,6 +5,10 @@
     onss encode FILE... -o DIR [--checkpoint PATH]      stage 1: audio -> <stem>.npy encodings
     onss validate PADS_DIR [--settings FILE]            check a pack against the device's rules
     onss recipe check|import|schema                     recipes (YAML)
+    onss run RECIPE [--detach] | status | stop | attach  run a recipe, watch it, stop it
+    onss demo | deploy RUN --to MOUNT                    a tiny pack with the preview engine; copy to an SD card
+    onss bench [--device cuda]                          measure generation speed (used for projections)
+    onss [tui] | onss serve [--port 8000]                the wizard, in the terminal or a browser
 
 User errors print one message naming the file and the fix and exit with status 2; no traceback.
 """
@@ -425,6 +429,57 @@ def cmd_attach(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from onss_tui import bench
+    from onss_tui.pipeline.throughput import save_result
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("no CUDA device is visible to torch: run `onss bench --device cpu`, or check the driver "
+                        "with `onss` (environment screen).")
+    cuda = device.startswith("cuda")
+    batches = args.batch or ([1, 64, 512, 2048, 4096, 8192] if cuda else [1, 8])
+    precisions = args.precision or (["bf16", "tf32", "fp32"] if cuda else ["fp32"])
+    steps = args.steps or (256 if cuda else 32)
+    result = bench.run(device, precisions, batches, steps, encoder=not args.no_encoder,
+                       progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(bench.table(result))
+    if not args.no_save:
+        print(f"\nSaved for the wizard's projections: {save_result(result)}")
+    if args.json:
+        from onss_tui.atomic import atomic_write_text
+
+        atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _app_kwargs(args: argparse.Namespace) -> dict:
+    return {"workdir": Path(args.workdir).expanduser().resolve()} if getattr(args, "workdir", None) else {}
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from onss_tui.tui.app import create_app
+
+    create_app(**_app_kwargs(args)).run()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise UserError("`onss serve` needs the serve extra: pip install 'onss-tui[serve]'") from None
+    import shlex
+
+    command = shlex.join([sys.executable, "-m", "onss_tui.cli", "tui", "--workdir", str(Path.cwd())])
+    print(f"Serving the onss wizard on http://{args.host}:{args.port} (from your laptop: "
+          f"ssh -L {args.port}:localhost:{args.port} THIS-HOST, then open http://localhost:{args.port})", flush=True)
+    Server(command, host=args.host, port=args.port, title="onss").serve()
+    return 0
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from onss_tui.device.deploy import deploy
 
@@ -551,6 +606,24 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("run", help="run folder or recipe")
     dp.add_argument("--to", required=True, help="mount point of the card's root file system")
     dp.set_defaults(func=cmd_deploy)
+
+    bn = sub.add_parser("bench", help="measure generation speed here; the wizard projects run times from it")
+    bn.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when there is one)")
+    bn.add_argument("--precision", nargs="+", choices=["fp32", "tf32", "bf16"],
+                    help="default: bf16 tf32 fp32 on a GPU, fp32 on the CPU")
+    bn.add_argument("--batch", nargs="+", type=int, help="batch sizes (default: 1 64 512 2048 4096 8192 on a GPU)")
+    bn.add_argument("--steps", type=int, help="timed decoder steps per measurement")
+    bn.add_argument("--no-encoder", action="store_true", help="skip the encoder measurement")
+    bn.add_argument("--no-save", action="store_true", help="do not store the result for the wizard")
+    bn.add_argument("--json", help="also write the result to this file")
+    bn.set_defaults(func=cmd_bench)
+    tu = sub.add_parser("tui", help="the wizard (what `onss` opens on a terminal)")
+    tu.add_argument("--workdir", help="where recipes/ and runs/ go (default: the current folder)")
+    tu.set_defaults(func=cmd_tui)
+    sv = sub.add_parser("serve", help="serve the wizard in a browser via textual-serve (extra: serve)")
+    sv.add_argument("--host", default="localhost", help="bind address (default localhost: use ssh -L)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.set_defaults(func=cmd_serve)
 
     val = sub.add_parser("validate", help="check pad files and the device settings.json before deploying")
     val.add_argument("pads_dir", help="folder of .bin pad files (or a run folder's pads/)")

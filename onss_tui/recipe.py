@@ -280,7 +280,25 @@ def recipe_yaml(recipe: Recipe) -> str:
         corners[c] = [i["name"] if i["display"] is None and i["abbr"] is None else
                       {k: v for k, v in i.items() if v is not None} for i in data["corners"][c]]
     data["corners"] = corners
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    return yaml.dump(data, Dumper=_RecipeDumper, sort_keys=False, width=100, allow_unicode=True)
+
+
+class _RecipeDumper(yaml.SafeDumper):
+    """Block style for mappings; one-line lists where they hold only names, numbers or small maps."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, items: list) -> yaml.Node:
+    flat = all(not isinstance(i, (list, dict)) or (isinstance(i, dict) and len(i) <= 3) for i in items)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", items, flow_style=flat)
+
+
+def _represent_dict(dumper: yaml.SafeDumper, data: dict) -> yaml.Node:
+    flow = "name" in data and set(data) <= {"name", "display", "abbr"}  # an instrument with labels: {name: .., display: ..}
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
+
+
+_RecipeDumper.add_representer(list, _represent_list)
+_RecipeDumper.add_representer(dict, _represent_dict)
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> Path:

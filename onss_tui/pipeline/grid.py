@@ -121,3 +121,16 @@ def plan_sounds(corners: Sequence[Sequence[str]], pitches: Sequence[int], resolu
                 rows[(p.yi * resolution + p.xi) * npitch + pi] = index
         pads[comb] = rows
     return SoundPlan(resolution, tuple(int(p) for p in pitches), sounds, pads)
+
+
+def stage_bytes(sounds: int, instruments: int, pitches: int, resolution: int, pads: int,
+                sample_length: int = 64000) -> dict[str, int]:
+    """Bytes each stage writes into the run folder (for space checks and messages): float32 notes
+    after prepare, 16-bit audio after generate and clean, 60,000-sample rows in the pads."""
+    rows = resolution ** 2 * pitches
+    return {
+        "prepare": instruments * pitches * sample_length * 4,
+        "generate": sounds * sample_length * 2,
+        "clean": sounds * (sample_length + 2048) * 2,
+        "pack": sounds * 60000 * 2 + pads * rows * 60000 * 2,
+    }

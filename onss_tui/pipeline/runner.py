@@ -27,6 +27,7 @@ from onss_tui.pipeline import clean as clean_stage
 from onss_tui.pipeline import pack as pack_stage
 from onss_tui.pipeline.generate import run_worker, shard_path
 from onss_tui.pipeline.interpolate import embed, interpolate, load_pad_rows, load_shards, load_sounds, make_shards
+from onss_tui.pipeline.grid import stage_bytes
 from onss_tui.pipeline.prepare import load_notes, prepare
 from onss_tui.pipeline.rundir import STAGES, RunDir
 from onss_tui.recipe import Recipe, load_recipe, parse_recipe, recipe_yaml
@@ -198,13 +199,9 @@ class Runner:
         pads = 1
         for c in self.recipe.corners.lists():
             pads *= len(c)
-        rows = self.recipe.resolution ** 2 * len(self.recipe.pitches)
-        return {
-            "prepare": sum(len(c) for c in self.recipe.corners.lists()) * len(self.recipe.pitches) * g.sample_length * 4,
-            "generate": n * g.sample_length * 2,
-            "clean": n * (g.sample_length + 2048) * 2,
-            "pack": n * 60000 * 2 + pads * rows * 60000 * 2,
-        }.get(stage, 1 << 20)
+        sizes = stage_bytes(n, sum(len(c) for c in self.recipe.corners.lists()), len(self.recipe.pitches),
+                            self.recipe.resolution, pads, g.sample_length)
+        return sizes.get(stage, 1 << 20)
 
     def _sweep_temp_files(self) -> None:
         """Temp files of a killed run (hidden ``.<name>.*.tmp``/``.part``): never finished, so removed."""

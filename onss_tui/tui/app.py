@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
-from typing import Callable
+from functools import partial
+from typing import Callable, Iterable
 
-from textual.app import App
+from textual.app import App, SystemCommand
+from textual.screen import Screen
 
 from onss_tui.gpu import GpuProbe, probe
 from onss_tui.tui.screens.dashboard import DashboardScreen
@@ -22,15 +25,33 @@ class OnssApp(App):
 
     def __init__(self, probe_fn: Callable[[], GpuProbe] = probe, workdir: Path | None = None,
                  run_dir: Path | None = None, torch_status: Callable[[], str] | None = None,
-                 checkpoint_status: Callable[[], str] | None = None):
+                 checkpoint_status: Callable[[], str] | None = None,
+                 bench_results: Callable[[], list[dict]] | None = None,
+                 disk_free: Callable[[Path], int] | None = None):
         super().__init__()
         self.probe = probe_fn
         self.workdir = workdir or Path.cwd()
         self.run_dir = run_dir
         self.torch_status = torch_status or _torch_status
         self.checkpoint_status = checkpoint_status or _checkpoint_status
+        self.bench_results = bench_results or _bench_results
+        self.disk_free = disk_free or (lambda folder: shutil.disk_usage(folder).free)
         self.draft = Draft(workdir=self.workdir)
         self.saved_recipe: Path | None = None
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every key of the current screen and of the app is also a command-palette entry (ctrl+p)."""
+        titles = set()
+        for command in super().get_system_commands(screen):
+            titles.add(command.title)
+            yield command
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if active.node not in (screen, self) or not binding.description or binding.description in titles:
+                continue
+            titles.add(binding.description)
+            yield SystemCommand(binding.description, f"key: {self.get_key_display(binding)}",
+                                partial(self.run_action, binding.action, active.node))
 
     def on_mount(self) -> None:
         self.push_screen(DashboardScreen(self.run_dir) if self.run_dir else EnvironmentScreen())
@@ -63,6 +84,12 @@ def _torch_status() -> str:
         return "torch: not installed"
     cuda = f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} device(s)" if torch.cuda.is_available() else "no CUDA"
     return f"torch {torch.__version__}: {cuda}"
+
+
+def _bench_results() -> list[dict]:
+    from onss_tui.pipeline.throughput import load_results
+
+    return load_results()
 
 
 def _checkpoint_status() -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -47,6 +46,24 @@ class EnvironmentScreen(Screen):
         self.query_one("#torch", Static).update(app.torch_status())
         info = app.checkpoint_status()
         self.query_one("#checkpoint", Static).update(info)
-        out = Path(app.workdir)
-        free = shutil.disk_usage(out if out.exists() else Path.cwd()).free
-        self.query_one("#disk", Static).update(f"free disk in {out}: {free / 1e9:,.1f} GB")
+        self.query_one("#disk", Static).update(disk_text(app.draft, app.disk_free))
+
+
+def disk_text(draft, disk_free) -> str:
+    """Free space where runs go, against what the draft recipe's run will write."""
+    from onss_tui.pipeline.grid import CORNER_NAMES, plan_sounds, stage_bytes
+
+    runs = Path(draft.workdir) / "runs"
+    folder = runs
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = disk_free(folder)
+    line = f"free disk for ./runs: {free / 1e9:,.1f} GB"
+    corners = [draft.corners[c] for c in CORNER_NAMES]
+    if not all(corners) or not draft.pitches or draft.resolution < 2:
+        return line + "  (what a run needs shows once the wizard has corners and pitches)"
+    plan = plan_sounds(corners, draft.pitches, draft.resolution)
+    need = sum(stage_bytes(len(plan.sounds), sum(map(len, corners)), len(draft.pitches), draft.resolution,
+                           len(plan.pads)).values())
+    verdict = "enough" if free > need * 1.1 else "NOT ENOUGH: free some space or choose another output folder"
+    return f"{line}; the recipe '{draft.name}' needs about {need / 1e9:,.2f} GB: {verdict}"

@@ -114,10 +114,6 @@ class RecipesScreen(Screen):
         path = self.selected()
         if path is None:
             return
-        r = load_recipe(path)
-        d = self.app.draft
-        d.name, d.inputs = r.name, str(r.inputs_dir(path.resolve().parent))
-        d.corners = {c: [i.name for i in getattr(r.corners, c)] for c in d.corners}
-        d.pitches, d.resolution, d.engine, d.precision = list(r.pitches), r.resolution, r.engine, r.generation.precision
+        self.app.draft.load(load_recipe(path), path.resolve().parent)
         self.app.push_screen(AudioScreen())
 

@@ -1,0 +1,147 @@
+"""Generation speed on this machine: ``onss bench`` and ``benchmarks/generate.py``.
+
+Samples/s are summed over the batch. The weights are random (the full 62M-parameter model; speed
+does not depend on their values). The result is stored per device (``pipeline.throughput``) so the
+wizard projects run times from what this machine measured, never from a datasheet.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+import numpy as np
+
+from onss_tui.pipeline.throughput import cpu_name
+
+MFLOP_PER_SAMPLE = 119.5  # spec: 59.74 M multiply-adds per generated sample per voice
+
+# Dense tensor-core peaks (TFLOP/s) per precision, from the vendors' datasheets, for the roofline %.
+PEAK_TFLOPS = {
+    "H100": {"bf16": 989.5, "tf32": 494.7, "fp32": 66.9},
+    "H200": {"bf16": 989.5, "tf32": 494.7, "fp32": 66.9},
+    "A100": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5},
+}
+
+
+def peak_tflops(device: str, precision: str) -> float | None:
+    for key, peaks in PEAK_TFLOPS.items():
+        if key in device:
+            return peaks.get(precision)
+    return None
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_name()
+
+
+def random_model(device: str, precision: str):
+    from onss_tui.model import NSynth
+
+    rng = np.random.default_rng(0)
+    variables = {}
+    for name, shape in NSynth.variable_shapes().items():
+        scale = 1 / np.sqrt(shape[1] * shape[2]) if name.endswith("/W") else 0.1
+        variables[name] = (rng.standard_normal(shape) * scale).astype(np.float32)
+    return NSynth.from_tf_variables(variables, device=device, precision=precision)
+
+
+def _sync(model) -> None:
+    import torch
+
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+
+
+def bench_generate(model, batch: int, steps: int) -> dict:
+    """Time ``steps`` incremental decoder steps of ``batch`` voices (after a short warm-up)."""
+    import torch
+
+    from onss_tui.model.encoder import HOP
+
+    enc = np.random.default_rng(1).normal(0, 3, (batch, 1 + (steps + 8) // HOP, 16)).astype(np.float32)
+    cuda = model.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(model.device)
+        base = torch.cuda.memory_allocated(model.device)
+    gen = model.generation(enc)
+    with model.precision_scope():
+        gen.advance(8)
+        _sync(model)
+        t0 = time.perf_counter()
+        gen.advance(steps)
+        _sync(model)
+        dt = time.perf_counter() - t0
+    rate = batch * steps / dt
+    out = {"batch": batch, "steps": steps, "seconds": round(dt, 4), "samples_per_s": round(rate, 1),
+           "ms_per_step": round(1000 * dt / steps, 3), "tflops": round(rate * MFLOP_PER_SAMPLE / 1e6, 4)}
+    if cuda:
+        out["mb_per_voice"] = round((torch.cuda.max_memory_allocated(model.device) - base) / batch / 1e6, 2)
+    else:  # the decoder state: every layer's ring buffer plus the start taps
+        state = gen.state_dict()["decoder"]
+        out["mb_per_voice"] = round(sum(b.numel() * b.element_size() for b in state["buffers"]) / batch / 1e6, 2)
+    return out
+
+
+def bench_encode(model, batch: int = 4, length: int = 64000) -> dict:
+    from onss_tui.model.encoder import HOP
+
+    audio = np.random.default_rng(2).uniform(-0.5, 0.5, (batch, length)).astype(np.float32)
+    model.encode(audio[:1, :HOP * 4])
+    _sync(model)
+    t0 = time.perf_counter()
+    model.encode(audio)
+    _sync(model)
+    dt = time.perf_counter() - t0
+    return {"batch": batch, "seconds": round(dt, 3), "x_real_time": round(batch * length / 16000 / dt, 1)}
+
+
+def run(device: str, precisions: list[str], batches: list[int], steps: int, encoder: bool = True,
+        progress=print) -> dict:
+    """Every (precision, batch) pair; a batch that runs out of GPU memory ends that precision's list."""
+    import torch
+
+    name = device_name(device)
+    result = {"device": name, "torch": torch.__version__, "date": datetime.date.today().isoformat(),
+              "threads": torch.get_num_threads(), "steps": steps, "runs": [], "encoder": []}
+    for precision in precisions:
+        model = random_model(device, precision)
+        peak = peak_tflops(name, precision)
+        for b in batches:
+            try:
+                r = bench_generate(model, b, steps)
+            except torch.cuda.OutOfMemoryError:
+                progress(f"{precision} batch {b}: out of GPU memory, larger batches skipped")
+                torch.cuda.empty_cache()
+                break
+            if peak:
+                r["roofline_pct"] = round(100 * r["tflops"] / peak, 1)
+            result["runs"].append({"precision": precision, **r})
+            progress(f"{precision} batch {b}: {r['samples_per_s']:,.0f} samples/s")
+        if encoder:
+            result["encoder"].append({"precision": precision, **bench_encode(model)})
+        del model
+    return result
+
+
+def table(result: dict) -> str:
+    lines = [f"{result['device']}, torch {result['torch']}, {result['date']}", "",
+             "| precision | batch | samples/s | ms/step | TFLOP/s | % roofline | MB/voice |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["runs"]:
+        lines.append(f"| {r['precision']} | {r['batch']} | {r['samples_per_s']:,.0f} | {r['ms_per_step']} | "
+                     f"{r['tflops']} | {r.get('roofline_pct', '-')} | {r.get('mb_per_voice', '-')} |")
+    for e in result.get("encoder", []):
+        lines.append(f"\nencoder ({e['precision']}): {e['x_real_time']}x real time (batch {e['batch']})")
+    best = max(result["runs"], key=lambda r: r["samples_per_s"], default=None)
+    if best:
+        from onss_tui.pipeline.throughput import human_time
+
+        shipped = 118_016 * 64_000 / best["samples_per_s"]
+        lines.append(f"\nshipped sound set (118,016 sounds x 64,000 samples) at the best rate "
+                     f"({best['precision']}, batch {best['batch']}): {human_time(shipped)} on this one device")
+    return "\n".join(lines)

@@ -1,0 +1,112 @@
+"""Measured generation speed per device, and the projected time of a run.
+
+Projections come only from measurements: ``onss bench`` writes its result for the device it ran on
+into ``<data dir>/bench/<device>.json``; :func:`rate` reads the best samples/s measured there for a
+device name and precision. A device never measured has no rate, and its projection is "unknown":
+a guess from a datasheet would be a promise nobody measured.
+
+Device names are the ones NVML and torch both report for a GPU ("NVIDIA H100 80GB HBM3"), so the
+wizard's NVML probe finds what a benchmark stored through torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from onss_tui.atomic import atomic_write_text
+
+__all__ = ["bench_dir", "save_result", "load_results", "rate", "Projection", "project", "cpu_name", "human_time"]
+
+PRECISION_ORDER = ("bf16", "tf32", "fp32")  # what "auto" prefers, fastest first
+
+
+def bench_dir() -> Path:
+    env = os.environ.get("ONSS_DATA_DIR")
+    if env:
+        return Path(env) / "bench"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("onss")) / "bench"
+
+
+def _slug(device: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", device).strip("-") or "device"
+
+
+def save_result(result: dict, folder: Path | None = None) -> Path:
+    """Store one benchmark result (``{"device": ..., "runs": [{"precision", "batch", "samples_per_s"}]}``)."""
+    path = (folder or bench_dir()) / f"{_slug(result['device'])}.json"
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def load_results(folder: Path | None = None) -> list[dict]:
+    """Every stored result; unreadable files are skipped (a benchmark is advice, never a failure)."""
+    folder = folder or bench_dir()
+    out = []
+    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("device"), str) and isinstance(data.get("runs"), list):
+            out.append(data)
+    return out
+
+
+def rate(device: str, precision: str = "auto", results: list[dict] | None = None) -> tuple[float, str] | None:
+    """The best measured samples/s (summed over the batch) on ``device``, and the precision it was
+    measured at; None when this device was never measured at that precision."""
+    results = load_results() if results is None else results
+    wanted = PRECISION_ORDER if precision == "auto" else (precision,)
+    for p in wanted:
+        best = [float(r["samples_per_s"]) for res in results if res["device"] == device
+                for r in res["runs"] if r.get("precision") == p and isinstance(r.get("samples_per_s"), (int, float))]
+        if best:
+            return max(best), p
+    return None
+
+
+@dataclass(frozen=True)
+class Projection:
+    seconds: float | None  # None: some device has no measurement
+    text: str
+
+
+def project(sounds: int, sample_length: int, devices: list[str], precision: str = "auto",
+            results: list[dict] | None = None) -> Projection:
+    """Wall time to generate ``sounds`` notes of ``sample_length`` samples on these devices (one
+    worker per device, shards balanced by sound count, so the devices' rates add up)."""
+    if not devices:
+        return Projection(None, "unknown (no device)")
+    results = load_results() if results is None else results
+    rates = [rate(d, precision, results) for d in devices]
+    missing = sorted({d for d, r in zip(devices, rates) if r is None})
+    if missing:
+        return Projection(None, f"unknown: {', '.join(missing)} not measured yet (run `onss bench` on this machine)")
+    total = sum(r for r, _ in rates)
+    seconds = sounds * sample_length / total
+    used = "/".join(sorted({p for _, p in rates}))
+    where = f"{len(devices)} x {devices[0]}" if len(set(devices)) == 1 else f"{len(devices)} devices"
+    return Projection(seconds, f"about {human_time(seconds)} on {where} ({used}, measured)")
+
+
+def cpu_name() -> str:
+    """How benchmarks name this machine's CPU (the wizard looks its rate up under the same name)."""
+    import platform
+
+    return f"CPU {platform.machine()} x{os.cpu_count()}"
+
+
+def human_time(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
