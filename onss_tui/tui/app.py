@@ -45,13 +45,16 @@ class OnssApp(App):
         for command in super().get_system_commands(screen):
             titles.add(command.title)
             yield command
-        for key, active in screen.active_bindings.items():
-            binding = active.binding
-            if active.node not in (screen, self) or not binding.description or binding.description in titles:
-                continue
-            titles.add(binding.description)
-            yield SystemCommand(binding.description, f"key: {self.get_key_display(binding)}",
-                                partial(self.run_action, binding.action, active.node))
+        for node in (screen, self):  # every binding, also those a focused widget shadows (enter on a table)
+            for bindings in node._bindings.key_to_bindings.values():
+                for binding in bindings:
+                    action = binding.action
+                    if not binding.description or binding.description in titles or \
+                            node.check_action(action.split("(")[0], ()) is False:
+                        continue
+                    titles.add(binding.description)
+                    yield SystemCommand(binding.description, f"key: {self.get_key_display(binding)}",
+                                        partial(self.run_action, action, node))
 
     def on_mount(self) -> None:
         self.push_screen(DashboardScreen(self.run_dir) if self.run_dir else EnvironmentScreen())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -72,6 +73,7 @@ class DashboardScreen(Screen):
         self.run = RunDir(run_dir)
         self.tail = EventTail(self.run)
         self.cards: dict[int, GpuCard] = {}
+        self._probed: tuple[float, list] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -118,10 +120,19 @@ class DashboardScreen(Screen):
             card = GpuCard(worker)
             self.cards[worker] = card
             self.query_one("#cards", Grid).mount(card)
+            gpus = self.gpus()
+            card.show_gpu(gpus[worker] if worker < len(gpus) else None)
         return self.cards[worker]
 
+    def gpus(self) -> list:
+        """NVML's GPUs, read at most once a second (a probe is a few ms per GPU)."""
+        now = time.monotonic()
+        if self._probed is None or now - self._probed[0] > 1.0:
+            self._probed = (now, self.app.probe().gpus)
+        return self._probed[1]
+
     def refresh_gpus(self) -> None:
-        gpus = self.app.probe().gpus
+        gpus = self.gpus()
         for w, card in self.cards.items():
             card.show_gpu(gpus[w] if w < len(gpus) else None)
 

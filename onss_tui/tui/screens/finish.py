@@ -52,8 +52,8 @@ class FinishScreen(Screen):
             yield Static("", id="ordering", markup=False)
             yield Static("", id="validation", markup=False)
             yield Static("", id="settings", markup=False)
-        with Horizontal():
-            yield Label("SD card mount point:")
+        with Horizontal(id="mount-row"):
+            yield Label("SD card mount point")
             yield Input(placeholder="/media/you/rootfs", id="mount")
         yield Footer()
 

@@ -9,6 +9,15 @@ from textual.widgets import Label, ProgressBar, Sparkline
 from onss_tui.gpu import GpuInfo
 
 
+def rate_text(rate: float) -> str:
+    """Samples/s in a few characters: 950/s, 12.3k/s, 3.07M/s."""
+    if rate >= 1e6:
+        return f"{rate / 1e6:.2f}M/s"
+    if rate >= 1e4:
+        return f"{rate / 1e3:.1f}k/s"
+    return f"{rate:,.0f}/s"
+
+
 def eta_text(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds < 0:
         return "ETA --"
@@ -49,7 +58,7 @@ class GpuCard(Vertical):
             return
         batch, batches = event.get("batch", 0), event.get("batches", 0)
         sample, samples = event.get("sample", 0), event.get("samples", 1)
-        self.query_one("#batch", Label).update(f"batch {batch}/{batches}  sample {sample:,}/{samples:,}")
+        self.query_one("#batch", Label).update(f"batch {batch}/{batches}  {sample:,}/{samples:,}")
         self.query_one("#samples", ProgressBar).update(total=samples, progress=sample)
         rate = event.get("samples_per_s")
         if rate:
@@ -57,7 +66,7 @@ class GpuCard(Vertical):
             sounds = max(event.get("sounds", 1), 1)
             steps_left = (batches - batch) * samples + (samples - sample)
             eta = steps_left / (rate / sounds)
-            self.query_one("#rate", Label).update(f"{rate:,.0f} samples/s  {eta_text(eta)}")
+            self.query_one("#rate", Label).update(f"{rate_text(rate)}  {eta_text(eta)}")
             self.query_one("#history", Sparkline).data = list(self.rates)
         elif batch and batch == batches:
             self.query_one("#rate", Label).update("done")
@@ -70,5 +79,6 @@ class GpuCard(Vertical):
         if gpu is None:
             label.update("CPU")
             return
-        label.update(f"{gpu.name[:22]}  load {gpu.utilization}%  mem {gpu.memory_used / 2**30:.0f}/"
-                     f"{gpu.memory_total / 2**30:.0f} GiB  {gpu.temperature}°C")
+        label.update(f"load {gpu.utilization}%  {gpu.memory_used / 2**30:.0f}/{gpu.memory_total / 2**30:.0f} GiB  "
+                     f"{gpu.temperature}°C")
+        self.query_one(".card-title", Label).update(f"GPU {gpu.index}  {gpu.name.removeprefix('NVIDIA ')}")

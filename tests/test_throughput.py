@@ -1,0 +1,79 @@
+"""Measured speeds per device (what `onss bench` stores) and the projections made from them."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from onss_tui.pipeline.throughput import cpu_name, load_results, project, rate, save_result
+
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+def result(device, *runs):
+    return {"device": device, "runs": [{"precision": p, "batch": b, "samples_per_s": r} for p, b, r in runs]}
+
+
+def test_rate_is_the_best_batch_and_auto_prefers_bf16(tmp_path):
+    save_result(result(H100, ("fp32", 64, 1e5), ("bf16", 512, 2e6), ("bf16", 4096, 3e6), ("tf32", 4096, 1.5e6)), tmp_path)
+    results = load_results(tmp_path)
+    assert rate(H100, "bf16", results) == (3e6, "bf16")
+    assert rate(H100, "tf32", results) == (1.5e6, "tf32")
+    assert rate(H100, "auto", results) == (3e6, "bf16")
+    assert rate("NVIDIA A100-SXM4-40GB", "auto", results) is None
+    assert rate(H100, "fp32", results) == (1e5, "fp32")
+
+
+def test_auto_falls_back_to_what_was_measured(tmp_path):
+    results = [result(H100, ("fp32", 64, 1e5))]
+    assert rate(H100, "auto", results) == (1e5, "fp32")
+    assert rate(H100, "bf16", results) is None
+
+
+def test_projection_adds_up_the_devices_and_says_unknown_otherwise():
+    results = [result(H100, ("bf16", 4096, 2e6))]
+    one = project(118_016, 64_000, [H100], "bf16", results)
+    two = project(118_016, 64_000, [H100, H100], "bf16", results)
+    assert one.seconds == pytest.approx(118_016 * 64_000 / 2e6)
+    assert two.seconds == pytest.approx(one.seconds / 2)
+    assert "on 2 x NVIDIA H100 80GB HBM3 (bf16, measured)" in two.text
+    unknown = project(100, 64_000, [H100, "NVIDIA L4"], "bf16", results)
+    assert unknown.seconds is None and "NVIDIA L4 not measured yet" in unknown.text and "onss bench" in unknown.text
+    assert project(100, 64_000, [], "bf16", results).seconds is None
+
+
+def test_damaged_result_files_are_skipped(tmp_path):
+    save_result(result(H100, ("bf16", 1, 10.0)), tmp_path)
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "other.json").write_text(json.dumps({"device": 3}))
+    assert [r["device"] for r in load_results(tmp_path)] == [H100]
+    assert load_results(tmp_path / "missing") == []
+
+
+def test_onss_bench_on_the_cpu_stores_a_result_the_wizard_reads(tmp_path):
+    env = {**os.environ, "ONSS_DATA_DIR": str(tmp_path)}
+    out = tmp_path / "bench.json"
+    p = subprocess.run([sys.executable, "-m", "onss_tui.cli", "bench", "--device", "cpu", "--batch", "1", "2",
+                        "--steps", "2", "--no-encoder", "--json", str(out)], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "| fp32 | 2 |" in p.stdout and "shipped sound set" in p.stdout
+    data = json.loads(out.read_text())
+    assert data["device"] == cpu_name() and [r["batch"] for r in data["runs"]] == [1, 2]
+    assert all(r["samples_per_s"] > 0 and r["mb_per_voice"] > 0 for r in data["runs"])
+    stored = load_results(tmp_path / "bench")
+    assert stored == [data]
+    projection = project(10, 64_000, [cpu_name()], "auto", stored)
+    assert projection.seconds and "(fp32, measured)" in projection.text
+
+
+def test_onss_bench_without_cuda_says_so(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    p = subprocess.run([sys.executable, "-m", "onss_tui.cli", "bench", "--device", "cuda"], capture_output=True,
+                       text=True, env={**os.environ, "ONSS_DATA_DIR": str(tmp_path)})
+    assert p.returncode == 2 and "no CUDA device" in p.stderr and "Traceback" not in p.stderr

@@ -1,0 +1,238 @@
+"""Wizard features: the folder tree, device labels, projections, disk space, the command palette,
+and the 80x24 layout of every screen."""
+
+from pathlib import Path
+
+import pytest
+from textual.geometry import Region
+from textual.widgets import DataTable, Input, Select, Static
+
+from onss_tui.gpu import GpuProbe, fake_probe
+from onss_tui.pipeline.demo import PITCHES, make_demo
+from onss_tui.pipeline.runner import Runner
+from onss_tui.recipe import load_recipe
+from onss_tui.tui.app import create_app
+from onss_tui.tui.screens.dashboard import DashboardScreen
+from onss_tui.tui.screens.environment import EnvironmentScreen
+from onss_tui.tui.screens.finish import FinishScreen
+from onss_tui.tui.screens.recipes import RecipesScreen
+from onss_tui.tui.screens.wizard import AudioScreen, AudioTree, CornersScreen, GridScreen, ReviewScreen
+
+SIZE = (80, 24)
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+def app_for(tmp_path, **kw):
+    kw.setdefault("probe_fn", lambda: GpuProbe(problem="no NVIDIA driver"))
+    kw.setdefault("torch_status", lambda: "torch 2.13.0: no CUDA")
+    kw.setdefault("checkpoint_status", lambda: "checkpoint: not installed (onss model download)")
+    kw.setdefault("bench_results", lambda: [])
+    return create_app(workdir=tmp_path, **kw)
+
+
+@pytest.fixture()
+def demo(tmp_path):
+    make_demo(tmp_path)  # notes in tmp/audio: bell, pluck, saw, sine at 48, 55, 60, 67
+    return tmp_path
+
+
+async def walk_to(pilot, screen_type):
+    for _ in range(5):
+        if isinstance(pilot.app.screen, screen_type):
+            return
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+    raise AssertionError(f"never reached {screen_type.__name__}: at {type(pilot.app.screen).__name__}")
+
+
+async def test_tree_shows_folders_and_audio_only_and_picks_a_folder(tmp_path):
+    notes = tmp_path / "my notes"
+    make_demo(tmp_path / "d")
+    notes.mkdir()
+    for f in (tmp_path / "d" / "audio").iterdir():
+        (notes / f.name).write_bytes(f.read_bytes())
+    (notes / "readme.txt").write_text("x")
+    (tmp_path / ".hidden").mkdir()
+    app = app_for(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await walk_to(pilot, AudioScreen)
+        screen = app.screen
+        tree = screen.query_one("#tree", AudioTree)
+        kept = tree.filter_paths([notes, notes / "readme.txt", notes / "bell_48.wav", tmp_path / ".hidden"])
+        assert list(kept) == [notes, notes / "bell_48.wav"]
+        for _ in range(50):  # the tree loads in a worker
+            await pilot.pause(0.05)
+            if tree.root.children:
+                break
+        node = next(n for n in tree.root.children if n.data.path == notes)
+        tree.focus()
+        tree.move_cursor(node)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert screen.query_one("#inputs", Input).value == "my notes"
+        assert app.draft.found == {n: PITCHES for n in ["bell", "pluck", "saw", "sine"]}
+        assert screen.query_one("#notes", DataTable).row_count == 16
+
+
+async def test_corner_labels_are_edited_and_reach_the_recipe(demo):
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await walk_to(pilot, CornersScreen)
+        screen = app.screen
+        table = screen.query_one("#labels", DataTable)
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["bell", "pluck", "saw", "sine"]
+        assert [str(c) for c in table.get_row_at(1)] == ["pluck", "TR", "PLUCK", "PL"]  # the defaults
+        table.focus()
+        await pilot.press("down")
+        screen.query_one("#display", Input).focus()
+        await pilot.press(*"Plucky Strings")  # 8 characters at most: the device shows 8
+        screen.query_one("#abbr", Input).focus()
+        await pilot.press(*"PKX")
+        await pilot.pause()
+        assert [str(c) for c in table.get_row_at(1)] == ["pluck", "TR", "Plucky S", "PK"]
+        screen.query_one("#top_left", Input).value = "bell, saw"  # the table follows the boxes
+        screen.query_one("#bottom_left", Input).value = ""
+        await pilot.pause()
+        assert [str(table.get_row_at(i)[1]) for i in range(table.row_count)] == ["TL", "TL", "TR", "BR"]
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, CornersScreen)  # bottom left is empty: refused
+        screen.query_one("#bottom_left", Input).value = "saw"
+        screen.query_one("#top_left", Input).value = "bell"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, GridScreen)
+        recipe = app.draft.recipe()
+        pluck = recipe.corners.top_right[0]
+        assert (pluck.name, pluck.display, pluck.abbr) == ("pluck", "Plucky S", "PK")
+        assert recipe.corners.top_left[0].display is None  # untouched labels stay defaults
+
+
+async def test_recipe_labels_load_into_the_wizard(demo):
+    recipe = demo / "recipes" / "demo.yaml"
+    text = recipe.read_text().replace("top_left: [sine]", "top_left: [{name: sine, display: Glocken, abbr: GL}]")
+    assert text != recipe.read_text()
+    recipe.write_text(text)
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert isinstance(app.screen, RecipesScreen)
+        await pilot.press("o")
+        await pilot.pause()
+        assert isinstance(app.screen, AudioScreen)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        table = app.screen.query_one("#labels", DataTable)
+        assert [str(c) for c in table.get_row_at(0)] == ["sine", "TL", "Glocken", "GL"]
+        await walk_to(pilot, ReviewScreen)
+        assert "{name: sine, display: Glocken, abbr: GL}" in app.screen.query_one("#yaml").text
+
+
+def bench(device, rate):
+    return [{"device": device, "runs": [{"precision": "bf16", "batch": 4096, "samples_per_s": rate}]}]
+
+
+async def test_projection_uses_measured_figures_for_the_gpus_present(demo):
+    app = app_for(demo, probe_fn=lambda: fake_probe(2), bench_results=lambda: bench(H100, 2e6))
+    async with app.run_test(size=SIZE) as pilot:
+        await walk_to(pilot, GridScreen)
+        screen = app.screen
+        screen.query_one("#engine", Select).value = "nsynth"
+        await pilot.pause()
+        text = str(screen.query_one("#estimate", Static).render())
+        n = int(text.split(" unique")[0].replace(",", ""))
+        minutes = n * 64000 / 4e6 / 60
+        assert f"on 2 x {H100} (bf16, measured)" in text
+        assert (f"about {minutes:.0f} min" if minutes >= 1.5 else f"about {minutes * 60:.0f} s") in text
+        screen.query_one("#gpus", Select).value = "1"
+        await pilot.pause()
+        assert f"on 1 x {H100}" in str(screen.query_one("#estimate", Static).render())
+        assert app.draft.recipe().generation.gpus == 1
+
+
+async def test_projection_is_unknown_without_a_measurement(demo):
+    app = app_for(demo, probe_fn=lambda: fake_probe(1), bench_results=lambda: bench("NVIDIA A100-SXM4-40GB", 1e6))
+    async with app.run_test(size=SIZE) as pilot:
+        await walk_to(pilot, GridScreen)
+        app.screen.query_one("#engine", Select).value = "nsynth"
+        await pilot.pause()
+        text = str(app.screen.query_one("#estimate", Static).render())
+        assert f"unknown: {H100} not measured yet (run `onss bench`" in text
+
+
+async def test_environment_compares_free_disk_with_the_recipes_need(demo):
+    free = {"bytes": 50 * 10**9}
+    app = app_for(demo, disk_free=lambda folder: free["bytes"])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        disk = app.screen.query_one("#disk", Static)
+        assert "free disk for ./runs: 50.0 GB" in str(disk.render()) and "once the wizard has corners" in str(disk.render())
+        await walk_to(pilot, GridScreen)  # corners and pitches are set now
+        free["bytes"] = 1000
+        await app.run_action("environment")  # the key "e" types into the focused input here; ctrl+p has it
+        await pilot.pause()
+        text = str(app.screen.query_one("#disk", Static).render())
+        assert "the recipe 'my-pack' needs about" in text and "NOT ENOUGH" in text
+        free["bytes"] = 50 * 10**9
+        await pilot.press("r")
+        await pilot.pause()
+        assert "enough" in str(app.screen.query_one("#disk", Static).render())
+
+
+async def test_every_key_has_a_palette_entry_and_the_palette_runs_it(demo):
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        seen = set()
+        for screen_type in (EnvironmentScreen, AudioScreen, CornersScreen, GridScreen, ReviewScreen):
+            await walk_to(pilot, screen_type)
+            screen = app.screen
+            titles = {c.title for c in app.get_system_commands(screen)}
+            keys = {b.description for node in (screen, app) for bs in node._bindings.key_to_bindings.values()
+                    for b in bs if b.description and node.check_action(b.action, ()) is not False}
+            assert keys and keys <= titles, (screen_type.__name__, keys - titles)
+            seen |= keys
+        assert {"Next: audio", "Next", "Back", "Save", "Save and run", "Environment", "Recipes", "Refresh"} <= seen
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Recipes")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, RecipesScreen)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Run / resume", "Attach", "Duplicate", "Edit in wizard"} <= titles
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fin")
+    Runner.from_file(make_demo(out), device="cpu").execute()
+    return out / "run"
+
+
+def inside(widget, region: Region) -> bool:
+    return widget.region.area > 0 and region.contains_region(widget.region)
+
+
+async def test_every_screen_fits_80x24(demo, finished):
+    """Each step's focusable widgets lie whole inside an 80x24 terminal, so nothing needs a bigger one."""
+    screen_region = Region(0, 0, *SIZE)
+    app = app_for(demo, probe_fn=lambda: fake_probe(2))
+    async with app.run_test(size=SIZE) as pilot:
+        for screen_type in (EnvironmentScreen, AudioScreen, CornersScreen, GridScreen, ReviewScreen):
+            await walk_to(pilot, screen_type)
+            await pilot.pause()
+            focusable = [w for w in app.screen.focus_chain]
+            assert focusable, screen_type.__name__
+            outside = [w for w in focusable if not inside(w, screen_region)]
+            assert not outside, (screen_type.__name__, [(w.id, w.region) for w in outside])
+        app.push_screen(DashboardScreen(finished))
+        await pilot.pause()
+        assert inside(app.screen.query_one("#stages"), screen_region)
+        app.push_screen(FinishScreen(finished))
+        await pilot.pause()
+        assert inside(app.screen.query_one("#mount"), screen_region)
+        app.push_screen(RecipesScreen())
+        await pilot.pause()
+        assert inside(app.screen.query_one("#recipes"), screen_region)
