@@ -65,3 +65,48 @@ def test_wizard_in_tmux(tmp_path):
     run = tmp_path / "runs" / "my-pack"
     assert (tmp_path / "recipes" / "my-pack.yaml").is_file()
     assert validate_pack(run / "settings.json", run / "pads") == []
+
+
+@pytest.mark.parametrize("hangup", ["sighup", "ignored"])
+def test_terminal_going_away_ends_the_wizard_but_not_the_run(tmp_path, hangup):
+    """Closing the terminal (an SSH session dropping) ends the wizard within seconds, whether it
+    gets SIGHUP or ignores it (nohup); the run it started is detached and finishes on its own."""
+    import os
+
+    make_demo(tmp_path)
+    onss = Path(sys.executable).with_name("onss")
+    tmux("kill-server")
+    tmux("new-session", "-d", "-s", "onss", "-x", "100", "-y", "40", "-c", str(tmp_path),
+         ("trap '' HUP; " if hangup == "ignored" else "") + f"exec env TERM=xterm-256color {onss}")
+    try:
+        wait_for("no GPU")
+        pid = int(tmux("display-message", "-p", "-t", "onss", "#{pane_pid}").strip())
+        keys("C-n")
+        wait_for("instruments: bell (4)")
+        keys("C-n")
+        keys("C-n")
+        wait_for("unique sounds")
+        keys("C-n")
+        wait_for("name: my-pack")
+        keys("C-r")
+        wait_for("my-pack  [preview]")
+        tmux("kill-session", "-t", "onss")  # the terminal goes away
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the wizard outlived its terminal")
+    finally:
+        tmux("kill-server")
+    from onss_tui.pipeline.rundir import RunDir
+
+    run = RunDir(tmp_path / "runs" / "my-pack")
+    end = time.monotonic() + 120
+    while run.read_state().get("status") not in ("done", "failed") and time.monotonic() < end:
+        time.sleep(0.5)
+    assert run.read_state()["status"] == "done"
+    assert validate_pack(run.path / "settings.json", run.path / "pads") == []

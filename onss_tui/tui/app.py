@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
+import termios
+import threading
 from pathlib import Path
 from functools import partial
 from typing import Callable, Iterable
@@ -57,7 +61,20 @@ class OnssApp(App):
                                         partial(self.run_action, action, node))
 
     def on_mount(self) -> None:
+        if not self.is_headless and not self.is_web and sys.__stdin__ is not None and sys.__stdin__.isatty():
+            self.set_interval(1.0, self._check_terminal)
         self.push_screen(DashboardScreen(self.run_dir) if self.run_dir else EnvironmentScreen())
+
+    def _check_terminal(self) -> None:
+        """Leave when the terminal is gone (an SSH session dropped with SIGHUP ignored, as under
+        nohup or tmux's detach-on-destroy). Without this, the input thread would read the dead
+        terminal's end-of-file in a busy loop forever. Runs are detached: they go on."""
+        try:
+            termios.tcgetattr(sys.__stdin__.fileno())
+        except (termios.error, OSError, ValueError, AttributeError):
+            # exit() may itself block writing to the dead terminal: give it a moment, then go
+            threading.Timer(3.0, os._exit, (129,)).start()
+            self.exit(return_code=129)
 
     def action_environment(self) -> None:
         self.push_screen(EnvironmentScreen())
