@@ -45,6 +45,9 @@ def test_wizard_in_tmux(tmp_path):
          f"TERM=xterm-256color {onss}")
     try:
         wait_for("no GPU")
+        coloured = tmux("capture-pane", "-e", "-p", "-t", "onss")
+        # TERM=xterm-256color without COLORTERM, as over most SSH sessions: 256-colour codes only
+        assert "38;5;" in coloured and "38;2;" not in coloured and "48;2;" not in coloured
         keys("C-n")
         wait_for("instruments: bell (4), pluck (4), saw (4), sine (4)")
         keys("C-n")
