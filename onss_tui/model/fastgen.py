@@ -32,7 +32,24 @@ from onss_tui.model.decoder import RESIDUAL, SKIP, Decoder
 from onss_tui.model.encoder import HOP
 from onss_tui.model.rng import uniform
 
-__all__ = ["PackedDecoder", "DecoderState", "Generation"]
+__all__ = ["PackedDecoder", "DecoderState", "Generation", "voice_bytes", "auto_batch"]
+
+
+def voice_bytes(dilations: list[int], dtype: torch.dtype, length: int = 64000) -> int:
+    """GPU memory one voice needs while generating: its ring buffers (2d x 512 per layer), its
+    codes, and about 64 KB of per-step activations (the [B, 1536] taps, [B, 1024] gates ...)."""
+    element = torch.empty((), dtype=dtype).element_size()
+    return sum(2 * d for d in dilations) * RESIDUAL * element + length + 64 * 1024
+
+
+def auto_batch(free_bytes: int, per_voice: int, reserve: int = 2 << 30, cap: int = 8192) -> int:
+    """The largest power of two of voices that fits in ``free_bytes`` after ``reserve`` (weights,
+    the CUDA context, a graph's pool), at most ``cap``; at least 1. Out-of-memory still halves."""
+    fits = max(1, (free_bytes - reserve) // per_voice)
+    batch = 1
+    while batch * 2 <= min(fits, cap):
+        batch *= 2
+    return batch
 
 
 def _taps(conv: torch.nn.Conv1d) -> torch.Tensor:
@@ -121,24 +138,61 @@ class PackedDecoder:
 
     # -- one step ------------------------------------------------------------------------------
     def step(self, state: DecoderState, x_in: torch.Tensor, cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """Feed x_in [B] (the previous sample as q / 128) at step state.t; return logits [B, 256] fp32."""
+        """Feed x_in [B] (the previous sample as q / 128) at step state.t; return logits [B, 256] fp32.
+
+        The ring-buffer slots come from the host's step counter (plain indexing)."""
         t = state.t
+
+        def start_taps() -> tuple[torch.Tensor, torch.Tensor]:
+            x2, x1 = state.start_taps[t % 2].clone(), state.start_taps[(t + 1) % 2]
+            state.start_taps[t % 2] = x_in  # (after the copy: x2 was that row)
+            return x2, x1
+
+        def taps(i: int, now: torch.Tensor) -> torch.Tensor:
+            buf, d = state.buffers[i], self.dilations[i]  # [2d, B, 512]
+            slot = t % (2 * d)
+            stacked = torch.cat([buf[slot], buf[(t + d) % (2 * d)], now], 1)  # a copy, taken before the write
+            buf[slot] = now
+            return stacked
+
+        logits = self._step(x_in, start_taps, taps, cond)
+        state.t = t + 1
+        return logits
+
+    def step_on_device(self, state: DecoderState, t: torch.Tensor, x_in: torch.Tensor,
+                       cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The same step with the counter ``t`` an int64 device scalar: every slot is computed on
+        the device and every write is in place, so the step can be captured in a CUDA graph and
+        replayed with no host work. ``state.t`` is left to the caller."""
+        one = t.view(1)
+
+        def start_taps() -> tuple[torch.Tensor, torch.Tensor]:
+            buf = state.start_taps  # [2, B]
+            x2, x1 = buf.index_select(0, one % 2)[0], buf.index_select(0, (one + 1) % 2)[0]  # copies
+            buf.index_copy_(0, one % 2, x_in[None])
+            return x2, x1
+
+        def taps(i: int, now: torch.Tensor) -> torch.Tensor:
+            buf, d = state.buffers[i], self.dilations[i]
+            slot = one % (2 * d)
+            stacked = torch.cat([buf.index_select(0, slot)[0], buf.index_select(0, (one + d) % (2 * d))[0], now], 1)
+            buf.index_copy_(0, slot, now[None])
+            return stacked
+
+        return self._step(x_in, start_taps, taps, cond)
+
+    def _step(self, x_in: torch.Tensor, start_taps, taps, cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The layer stack of one step. ``start_taps()`` -> the inputs at t-2, t-1 (and stores x_in);
+        ``taps(i, now)`` -> layer i's inputs at t-2d, t-d and t stacked [B, 1536] (and stores ``now``)."""
         cond_layers, cond_out = cond
         cdt = self.compute_dtype
-        # startconv over the scalar input stream: taps (t-2, t-1, t)
-        x2, x1 = state.start_taps[t % 2], state.start_taps[(t + 1) % 2]
+        x2, x1 = start_taps()  # startconv over the scalar input stream: taps (t-2, t-1, t)
         l = x2[:, None] * self.start_w[0] + x1[:, None] * self.start_w[1] + x_in[:, None] * self.start_w[2]
         l = l + self.start_b  # [B, 512] fp32
-        state.start_taps[t % 2] = x_in
         skip = torch.addmm(self.skip_start_b, l, self.skip_start_w)  # [B, 256] fp32
         last = len(self.dilations) - 1
-        for i, d in enumerate(self.dilations):
-            buf = state.buffers[i]  # [2d, B, 512]
-            slot = t % (2 * d)
-            now = l.to(cdt)
-            taps = torch.cat([buf[slot], buf[(t + d) % (2 * d)], now], 1)  # [B, 1536]
-            buf[slot] = now
-            z = (taps @ self.dil_w[i]).float() + cond_layers[:, i]  # [B, 1024]
+        for i in range(len(self.dilations)):
+            z = (taps(i, l.to(cdt)) @ self.dil_w[i]).float() + cond_layers[:, i]  # [B, 1024]
             g = torch.sigmoid(z[:, :RESIDUAL]) * torch.tanh(z[:, RESIDUAL:])  # [B, 512]
             rs = (g.to(cdt) @ self.rs_w[i]).float() + self.rs_b[i]  # [B, 768] (or [B, 256] last)
             if i < last:
@@ -147,7 +201,6 @@ class PackedDecoder:
             else:
                 skip = skip + rs
         s = F.relu(F.relu(skip) @ self.out1_w + cond_out)  # [B, 256]
-        state.t = t + 1
         return torch.addmm(self.logits_b, s, self.logits_w)  # [B, 256]
 
     # -- teacher forcing -----------------------------------------------------------------------
@@ -227,10 +280,19 @@ class Generation:
         }
 
     def load_state_dict(self, d: dict) -> None:
+        """Continue from a :meth:`state_dict`. Copies into the existing tensors (a captured CUDA
+        graph keeps pointing at them)."""
         if int(d["total"]) != self.total or not torch.equal(d["keys"].cpu(), self.keys.cpu()):
             raise ValueError("saved generator state belongs to other sounds (keys or length differ)")
-        self.state = DecoderState.from_dict(d["decoder"], self.decoder.device)
+        saved = DecoderState.from_dict(d["decoder"], self.decoder.device)
+        if len(saved.buffers) != len(self.state.buffers) or any(
+                a.shape != b.shape for a, b in zip(saved.buffers, self.state.buffers)):
+            raise ValueError("saved generator state has another decoder shape")
+        self.state.start_taps.copy_(saved.start_taps)
+        for mine, theirs in zip(self.state.buffers, saved.buffers):
+            mine.copy_(theirs)
+        self.state.t = saved.t
         self.codes.zero_()
         self.codes[:, : self.state.t] = d["codes"].to(self.decoder.device)
-        self.prev = d["prev"].to(self.decoder.device)
+        self.prev.copy_(d["prev"].to(self.decoder.device))
         self._cond_frame = -1

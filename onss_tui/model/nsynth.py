@@ -76,6 +76,16 @@ class NSynth:
         model.source = source
         return model
 
+    def with_precision(self, precision: str) -> "NSynth":
+        """The same weights (shared, not copied) run in another precision."""
+        other = NSynth.__new__(NSynth)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        other.device, other.precision = self.device, precision
+        other.encoder, other.decoder, other.source = self.encoder, self.decoder, self.source
+        other._packed = None
+        return other
+
     @classmethod
     def load(
         cls,
@@ -163,13 +173,23 @@ class NSynth:
                 return self.packed().teacher_forced(x, e).numpy()
         raise ValueError(f"mode must be 'parallel' or 'incremental', not {mode!r}")
 
-    def generation(self, enc: np.ndarray, seed: int = 0, sound_ids: np.ndarray | None = None) -> Generation:
-        """A resumable generation of one batch (advance it, save and restore its state_dict)."""
+    def generation(self, enc: np.ndarray, seed: int = 0, sound_ids: np.ndarray | None = None,
+                   graphs: bool | None = None) -> Generation:
+        """A resumable generation of one batch (advance it, save and restore its state_dict).
+
+        On CUDA (or with ``graphs`` set) the step counter lives on the device and chunks of steps
+        replay as CUDA graphs (:mod:`onss_tui.model.graphgen`); the samples are the same either way."""
         e = self._enc(enc)
         ids = np.arange(e.shape[0]) if sound_ids is None else np.asarray(sound_ids, dtype=np.int64)
         if ids.shape != (e.shape[0],):
             raise ValueError(f"sound_ids must have one id per encoding ({e.shape[0]}), got {ids.shape}")
         keys = sound_keys(int(seed), torch.from_numpy(ids).to(self.device))
+        if graphs is None:
+            graphs = self.device.type == "cuda"
+        if graphs:
+            from onss_tui.model.graphgen import DeviceGeneration
+
+            return DeviceGeneration(self.packed(), e, keys, graphs=self.device.type == "cuda")
         return Generation(self.packed(), e, keys)
 
     def generate(

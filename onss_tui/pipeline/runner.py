@@ -230,11 +230,15 @@ class Runner:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
-    def _precision(self) -> str:
+    def _precision(self) -> str | None:
+        """The recipe's precision; for ``auto``: fp32 on the CPU, and on a GPU the choice made
+        (and stored in state.json) when the model was first loaded, or None before that."""
         p = self.recipe.generation.precision
         if p != "auto":
             return p
-        return "bf16" if self._device().startswith("cuda") else "fp32"
+        if not self._device().startswith("cuda"):
+            return "fp32"
+        return self.run.read_state().get("precision")
 
     def model(self):
         if self._model is None:
@@ -242,8 +246,24 @@ class Runner:
             from onss_tui.model.install import default_checkpoint
 
             ckpt = Path(self.recipe.checkpoint) if self.recipe.checkpoint else default_checkpoint()
-            self._model = NSynth.load(ckpt, device=self._device(), precision=self._precision())
+            precision = self._precision()
+            if precision is None:  # auto on a GPU: measured once per run, so a resumed run keeps it
+                self._model = self._choose_precision(NSynth.load(ckpt, device=self._device(), precision="fp32"))
+            else:
+                self._model = NSynth.load(ckpt, device=self._device(), precision=precision)
         return self._model
+
+    def _choose_precision(self, reference):
+        """The fastest precision within the fidelity bar on this GPU, teacher-forced on the first
+        prepared notes (2 x 2048 samples: seconds on a GPU)."""
+        from onss_tui.model.fidelity import choose_precision
+
+        _, notes = load_notes(self.run.stage_dir("prepare"))
+        clips = np.asarray(notes[:2, :2048], dtype=np.float32)
+        precision, measured = choose_precision(reference, clips)
+        self.run.update_state(precision=precision)
+        self.emit("supervisor", "precision", chosen=precision, measured=[m.as_dict() for m in measured])
+        return reference.with_precision(precision)
 
     def _batch_size(self) -> int:
         b = self.recipe.generation.batch_size
@@ -251,7 +271,27 @@ class Runner:
             return int(b)
         if self.recipe.engine == "preview":
             return 64
-        return 256 if self._device().startswith("cuda") else 8
+        if not self._device().startswith("cuda"):
+            return 8
+        return self._auto_gpu_batch()
+
+    def _auto_gpu_batch(self) -> int:
+        """From the free memory of the GPUs this run uses (NVML: no CUDA context in the supervisor)."""
+        import torch
+
+        from onss_tui.gpu import probe
+        from onss_tui.model.encoder import LAYERS, dilation
+        from onss_tui.model.fastgen import auto_batch, voice_bytes
+
+        gpus = probe().gpus
+        g = self.recipe.generation.gpus
+        used = [x for x in gpus if x.index in g] if isinstance(g, list) else gpus[: self._workers()]
+        if not used:
+            return 256
+        free = min(x.memory_total - x.memory_used for x in used)
+        dtype = torch.bfloat16 if self._precision() == "bf16" else torch.float32
+        per_voice = voice_bytes([dilation(i) for i in range(LAYERS)], dtype, self.recipe.generation.sample_length)
+        return auto_batch(free, per_voice)
 
     def _workers(self) -> int:
         g = self.recipe.generation.gpus

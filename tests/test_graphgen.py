@@ -1,0 +1,100 @@
+"""The device-resident step (for CUDA graphs) gives the host-counter generator's samples bit for bit."""
+
+import numpy as np
+import pytest
+import torch
+
+from onss_tui.model.decoder import Decoder
+from onss_tui.model.fastgen import Generation, PackedDecoder
+from onss_tui.model.graphgen import DeviceGeneration
+from onss_tui.model.rng import sound_keys
+
+
+def decoder(layers=4, seed=0) -> Decoder:
+    torch.manual_seed(seed)
+    dec = Decoder(layers=layers).eval()
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.mul_(3.0)
+    return dec
+
+
+def enc(n, frames=2, seed=1):
+    return torch.from_numpy(np.random.default_rng(seed).normal(0, 3, (n, frames, 16)).astype(np.float32))
+
+
+def generate(cls, packed, e, ids, seed=5, pattern=(10_000,), **kw):
+    gen = cls(packed, e, sound_keys(seed, torch.as_tensor(ids)), **kw)
+    i = 0
+    while not gen.done:
+        gen.advance(pattern[i % len(pattern)])
+        i += 1
+    return gen.codes.clone()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_device_step_equals_the_host_step(dtype):
+    packed = PackedDecoder(decoder(layers=6), compute_dtype=dtype)  # dilations up to 32
+    e, ids = enc(3, frames=1), [7, 8, 9]
+    want = generate(Generation, packed, e, ids)
+    got = generate(DeviceGeneration, packed, e, ids, chunk=64)
+    assert torch.equal(want, got)
+    # odd chunkings: single steps, partial chunks, chunks that start off the chunk grid
+    assert torch.equal(want, generate(DeviceGeneration, packed, e, ids, pattern=(1, 63, 200, 5), chunk=32))
+    assert len(torch.unique(want)) > 20  # not a trivial model
+
+
+def test_nsynth_generation_picks_the_device_step_on_request(golden_model):
+    e = np.random.default_rng(0).normal(0, 5, (2, 1, 16)).astype(np.float32)
+    host = golden_model.generation(e, seed=3)
+    assert type(host) is Generation  # the CPU default
+    dev = golden_model.generation(e, seed=3, graphs=True)
+    assert isinstance(dev, DeviceGeneration) and not dev.graphs  # device-style steps, no graphs on the CPU
+    host.advance(40)
+    dev.advance(40)
+    assert torch.equal(host.codes[:, :40], dev.codes[:, :40])
+
+
+def test_device_generation_resumes_bit_exactly():
+    packed = PackedDecoder(decoder())
+    e, ids = enc(2), [1, 2]
+    want = generate(Generation, packed, e, ids)
+    first = DeviceGeneration(packed, e, sound_keys(5, torch.as_tensor(ids)), chunk=16)
+    first.advance(300)
+    saved = first.state_dict()
+    again = DeviceGeneration(packed, e, sound_keys(5, torch.as_tensor(ids)), chunk=16)
+    again.load_state_dict(saved)
+    assert again.t == 300 and int(again.t_dev) == 300
+    while not again.done:
+        again.advance(128)
+    assert torch.equal(want, again.codes)
+    # and the states of the two generators are interchangeable
+    host = Generation(packed, e, sound_keys(5, torch.as_tensor(ids)))
+    host.load_state_dict(saved)
+    host.advance(10_000)
+    assert torch.equal(want, host.codes)
+
+
+def test_chunk_must_divide_a_frame():
+    packed = PackedDecoder(decoder(layers=2))
+    with pytest.raises(ValueError, match="divide 512"):
+        DeviceGeneration(packed, enc(1), sound_keys(0, torch.tensor([0])), chunk=100)
+    with pytest.raises(ValueError, match="CUDA"):
+        DeviceGeneration(packed, enc(1), sound_keys(0, torch.tensor([0])), graphs=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_graph_replay_equals_eager_device_steps(dtype):
+    packed = PackedDecoder(decoder(layers=10), device="cuda", compute_dtype=dtype)
+    e, ids = enc(64, frames=3), list(range(64))
+    eager = generate(DeviceGeneration, packed, e, ids, graphs=False)
+    graphed = generate(DeviceGeneration, packed, e, ids, graphs=True, pattern=(700, 1, 512))
+    assert torch.equal(eager, graphed)
+    gen = DeviceGeneration(packed, e, sound_keys(5, torch.as_tensor(ids)), graphs=True)
+    gen.advance(1024)
+    saved = gen.state_dict()
+    gen.load_state_dict(saved)  # in place: the captured graph keeps working
+    gen.advance(10_000)
+    assert torch.equal(eager, gen.codes)
