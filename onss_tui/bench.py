@@ -100,8 +100,27 @@ def bench_encode(model, batch: int = 4, length: int = 64000) -> dict:
     return {"batch": batch, "seconds": round(dt, 3), "x_real_time": round(batch * length / 16000 / dt, 1)}
 
 
+def bench_fidelity(device: str, precisions: list[str], golden_dir, samples: int) -> list[dict]:
+    """Per precision: mean per-step KL to fp32 and top-1 agreement, teacher-forced through the
+    generator's one-step decoder on the golden clips with the golden weights."""
+    from onss_tui.model import NSynth
+    from onss_tui.model.fidelity import compare
+    from onss_tui.model.golden import golden_reference, golden_variables
+
+    reference = NSynth.from_tf_variables(golden_variables(golden_dir), device=device, precision="fp32")
+    ref = golden_reference(golden_dir)
+    audio = ref["audio"][:, :samples].astype(np.float32)
+    enc = ref["encoding"]
+    want = reference.log_probs(audio, enc, mode="incremental")
+    out = []
+    for p in precisions:
+        got = want if p == "fp32" else reference.with_precision(p).log_probs(audio, enc, mode="incremental")
+        out.append(compare(want, got, p).as_dict())
+    return out
+
+
 def run(device: str, precisions: list[str], batches: list[int], steps: int, encoder: bool = True,
-        progress=print) -> dict:
+        progress=print, golden_dir=None, fidelity_samples: int = 0) -> dict:
     """Every (precision, batch) pair; a batch that runs out of GPU memory ends that precision's list."""
     import torch
 
@@ -125,6 +144,9 @@ def run(device: str, precisions: list[str], batches: list[int], steps: int, enco
         if encoder:
             result["encoder"].append({"precision": precision, **bench_encode(model)})
         del model
+    if golden_dir is not None and fidelity_samples:
+        progress(f"fidelity: {fidelity_samples} teacher-forced steps of each golden clip per precision")
+        result["fidelity"] = bench_fidelity(device, precisions, golden_dir, fidelity_samples)
     return result
 
 
@@ -137,6 +159,12 @@ def table(result: dict) -> str:
                      f"{r['tflops']} | {r.get('roofline_pct', '-')} | {r.get('mb_per_voice', '-')} |")
     for e in result.get("encoder", []):
         lines.append(f"\nencoder ({e['precision']}): {e['x_real_time']}x real time (batch {e['batch']})")
+    if result.get("fidelity"):
+        lines += ["", "| precision | mean KL to fp32 (nats/step) | max KL | top-1 agreement | meets 0.01 |",
+                  "|---|---|---|---|---|"]
+        for f in result["fidelity"]:
+            lines.append(f"| {f['precision']} | {f['kl_mean']:.2e} | {f['kl_max']:.2e} | {100 * f['top1']:.2f}% | "
+                         f"{'yes' if f['meets_bar'] else 'no'} |")
     best = max(result["runs"], key=lambda r: r["samples_per_s"], default=None)
     if best:
         from onss_tui.pipeline.throughput import human_time

@@ -443,8 +443,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     batches = args.batch or ([1, 64, 512, 2048, 4096, 8192] if cuda else [1, 8])
     precisions = args.precision or (["bf16", "tf32", "fp32"] if cuda else ["fp32"])
     steps = args.steps or (256 if cuda else 32)
+    golden = Path(args.golden) if args.golden else None
+    if golden is not None and not (golden / "nsynth_reference.npz").is_file():
+        raise UserError(f"{golden}: no nsynth_reference.npz there; --golden takes the golden reference folder "
+                        "(shared/golden beside the project)")
+    samples = args.fidelity_samples if args.fidelity_samples is not None else (4096 if cuda else 256)
     result = bench.run(device, precisions, batches, steps, encoder=not args.no_encoder,
-                       progress=lambda line: print(line, file=sys.stderr, flush=True))
+                       progress=lambda line: print(line, file=sys.stderr, flush=True),
+                       golden_dir=golden, fidelity_samples=samples)
     print(bench.table(result))
     if not args.no_save:
         print(f"\nSaved for the wizard's projections: {save_result(result)}")
@@ -614,6 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--batch", nargs="+", type=int, help="batch sizes (default: 1 64 512 2048 4096 8192 on a GPU)")
     bn.add_argument("--steps", type=int, help="timed decoder steps per measurement")
     bn.add_argument("--no-encoder", action="store_true", help="skip the encoder measurement")
+    bn.add_argument("--golden", help="the golden reference folder: adds the fidelity table (KL to fp32, top-1)")
+    bn.add_argument("--fidelity-samples", type=int, help="teacher-forced steps per golden clip (default 4096 GPU, 256 CPU)")
     bn.add_argument("--no-save", action="store_true", help="do not store the result for the wizard")
     bn.add_argument("--json", help="also write the result to this file")
     bn.set_defaults(func=cmd_bench)

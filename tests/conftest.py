@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from onss_tui.model.golden import golden_variables as load_golden_variables
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT.parent / "shared" / "golden"
-
-
-def golden_weight(name: str, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    """The weight recipe of ../shared/golden/README.md, reproduced exactly."""
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-    if name.endswith("/W"):  # shape [1, K, Cin, Cout]
-        k, cin = shape[1], shape[2]
-        return (rng.standard_normal(shape) / np.sqrt(k * cin)).astype(np.float32)
-    return (rng.standard_normal(shape) * 0.1).astype(np.float32)  # "/biases"
 
 
 def need_golden() -> Path:
@@ -39,9 +31,8 @@ def golden_spec(golden_dir) -> dict:
 
 
 @pytest.fixture(scope="session")
-def golden_variables(golden_spec) -> dict[str, np.ndarray]:
-    seed = golden_spec["seed"]
-    return {name: golden_weight(name, tuple(shape), seed) for name, shape in golden_spec["variables"].items()}
+def golden_variables(golden_dir) -> dict[str, np.ndarray]:
+    return load_golden_variables(golden_dir)
 
 
 @pytest.fixture(scope="session")

@@ -77,3 +77,24 @@ def test_onss_bench_without_cuda_says_so(tmp_path):
     p = subprocess.run([sys.executable, "-m", "onss_tui.cli", "bench", "--device", "cuda"], capture_output=True,
                        text=True, env={**os.environ, "ONSS_DATA_DIR": str(tmp_path)})
     assert p.returncode == 2 and "no CUDA device" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_onss_bench_fidelity_table_on_the_golden_clips(tmp_path, golden_dir):
+    env = {**os.environ, "ONSS_DATA_DIR": str(tmp_path)}
+    out = tmp_path / "bench.json"
+    p = subprocess.run([sys.executable, "-m", "onss_tui.cli", "bench", "--device", "cpu", "--precision", "fp32", "bf16",
+                        "--batch", "1", "--steps", "2", "--no-encoder", "--golden", str(golden_dir),
+                        "--fidelity-samples", "32", "--json", str(out)], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr
+    fid = {f["precision"]: f for f in json.loads(out.read_text())["fidelity"]}
+    assert fid["fp32"]["kl_mean"] == 0 and fid["fp32"]["top1"] == 1 and fid["fp32"]["steps"] == 2 * 32
+    assert 0 < fid["bf16"]["kl_mean"] < 0.05 and fid["bf16"]["top1"] > 0.9
+    assert fid["bf16"]["meets_bar"] == (fid["bf16"]["kl_mean"] <= 0.01)
+    assert "| bf16 | " in p.stdout and "top-1 agreement" in p.stdout
+
+
+def test_onss_bench_names_a_wrong_golden_folder(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "onss_tui.cli", "bench", "--device", "cpu", "--golden", str(tmp_path)],
+                       capture_output=True, text=True, env={**os.environ, "ONSS_DATA_DIR": str(tmp_path)})
+    assert p.returncode == 2 and str(tmp_path) in p.stderr and "nsynth_reference.npz" in p.stderr
