@@ -212,10 +212,33 @@ def test_nsynth_shard_resumes_mid_batch_bit_exactly(tmp_path, golden_model):
     with pytest.raises(Killed):
         generate_nsynth_shard(golden_model, emb, ids, 1, cut, save_every=128, progress=die)
     assert (tmp_path / "cut.state.pt").is_file() and not cut.exists()
+    # compact: the samples so far, not the ring buffers (which are 2 x 12.6 MB here in fp32)
+    assert (tmp_path / "cut.state.pt").stat().st_size < 20_000
     seen = []
     generate_nsynth_shard(golden_model, emb, ids, 1, cut, save_every=128, progress=lambda t, n: seen.append(t))
     assert seen == [384, 512]  # resumed from the state saved at 256, not from the start
     assert np.array_equal(np.load(cut), np.load(whole))
+
+
+def test_background_saver_writes_atomically_and_reports_failures(tmp_path):
+    import torch
+
+    from onss_tui.pipeline.generate import BackgroundSaver
+
+    path = tmp_path / "s.state.pt"
+    saver = BackgroundSaver(path)
+    for t in range(5):
+        saver.save({"t": t, "codes": torch.full((2, t), t, dtype=torch.uint8)})
+    saver.wait()
+    assert torch.load(path, weights_only=True)["t"] == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["s.state.pt"]  # no temp files left
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    bad = BackgroundSaver(blocked / "s.state.pt")  # its folder is a file: the write fails
+    bad.save({"t": 1})
+    with pytest.raises(OSError):
+        bad.wait()
+    bad.wait()  # reported once
 
 
 def test_several_worker_processes_share_the_shards(tmp_path):

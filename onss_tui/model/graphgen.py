@@ -76,14 +76,12 @@ class DeviceGeneration(Generation):
                 self._warm = True
                 return
             graph = torch.cuda.CUDAGraph()
-            state = self.state_dict()  # a failed capture may have run part of the chunk: go back to here
             try:
-                with torch.cuda.graph(graph):  # recorded only: nothing runs here
+                with torch.cuda.graph(graph):  # recorded only: nothing runs, the state is untouched
                     self._steps(self.chunk)
             except RuntimeError as exc:  # a driver or library that cannot capture: stay eager, same samples
                 warnings.warn(f"CUDA graph capture failed ({exc}); generating without graphs", RuntimeWarning)
                 self.graphs = False
-                self.load_state_dict(state)
                 self._steps(self.chunk)
                 return
             self._graph = graph
@@ -96,10 +94,7 @@ class DeviceGeneration(Generation):
         while made < steps and self.state.t < self.total:
             t = self.state.t
             if t // HOP != self._cond_frame:  # a new frame: refill the static conditioning
-                layers, out = self.decoder.condition(self.enc[:, t // HOP])
-                self.cond_layers.copy_(layers)
-                self.cond_out.copy_(out)
-                self._cond_frame = t // HOP
+                self._set_condition(t // HOP)
             whole = t % self.chunk == 0 and steps - made >= self.chunk
             n = self.chunk if whole else 1
             if whole and self.graphs:
@@ -113,3 +108,15 @@ class DeviceGeneration(Generation):
     def load_state_dict(self, d: dict) -> None:
         super().load_state_dict(d)
         self.t_dev.fill_(self.state.t)
+
+    def _replay_step(self, x_in: torch.Tensor) -> None:
+        """Teacher-forced, through the same device step generation uses (bit-identical state)."""
+        self.t_dev.fill_(self.state.t)
+        self.decoder.step_on_device(self.state, self.t_dev, x_in, (self.cond_layers, self.cond_out))
+        self.state.t += 1
+
+    def _set_condition(self, frame: int) -> None:
+        layers, out = self.decoder.condition(self.enc[:, frame])
+        self.cond_layers.copy_(layers)
+        self.cond_out.copy_(out)
+        self._cond_frame = frame
