@@ -63,14 +63,17 @@ def bench_generate(model, batch: int, steps: int) -> dict:
 
     from onss_tui.model.encoder import HOP
 
-    enc = np.random.default_rng(1).normal(0, 3, (batch, 1 + (steps + 8) // HOP, 16)).astype(np.float32)
+    chunk = 64  # DeviceGeneration's graph chunk: warm up two (eager + capture), time whole chunks
+    steps = -(-steps // chunk) * chunk
+    warm = 2 * chunk
+    enc = np.random.default_rng(1).normal(0, 3, (batch, 1 + (steps + warm) // HOP, 16)).astype(np.float32)
     cuda = model.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(model.device)
         base = torch.cuda.memory_allocated(model.device)
     gen = model.generation(enc)
     with model.precision_scope():
-        gen.advance(8)
+        gen.advance(warm)
         _sync(model)
         t0 = time.perf_counter()
         gen.advance(steps)
@@ -127,6 +130,15 @@ def run(device: str, precisions: list[str], batches: list[int], steps: int, enco
     name = device_name(device)
     result = {"device": name, "torch": torch.__version__, "date": datetime.date.today().isoformat(),
               "threads": torch.get_num_threads(), "steps": steps, "runs": [], "encoder": []}
+    if device.startswith("cuda"):  # and the largest batch that fits, as `batch_size: auto` would pick it
+        from onss_tui.model.encoder import LAYERS, dilation
+        from onss_tui.model.fastgen import auto_batch, voice_bytes
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        dilations = [dilation(i) for i in range(LAYERS)]
+        biggest = max(auto_batch(free, voice_bytes(dilations, torch.bfloat16 if p == "bf16" else torch.float32), cap=1 << 15)
+                      for p in precisions)
+        batches = sorted(set(batches) | {biggest})
     for precision in precisions:
         model = random_model(device, precision)
         peak = peak_tflops(name, precision)

@@ -314,7 +314,8 @@ class Runner:
             return {"skipped": "the preview engine needs no embeddings"}
         _, notes = load_notes(self.run.stage_dir("prepare"))
         out = self.run.stage_dir("embed") / "encodings.npy"
-        embed(self.model(), notes, out, progress=lambda d, t: self.emit("embed", "progress", done=d, total=t))
+        batch = 64 if self._device().startswith("cuda") else 8  # the encoder, batched on the GPU
+        embed(self.model(), notes, out, batch=batch, progress=lambda d, t: self.emit("embed", "progress", done=d, total=t))
         return {"notes": len(notes)}
 
     def stage_interpolate(self) -> dict:
