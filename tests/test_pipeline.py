@@ -193,6 +193,32 @@ def test_nsynth_engine_through_every_stage(tmp_path, golden_checkpoint):
     assert not list((run / "generate").glob("*.state.pt"))
 
 
+def test_precision_auto_is_measured_once_and_kept(tmp_path, golden_checkpoint, monkeypatch):
+    """On a GPU, ``precision: auto`` measures bf16 against fp32 on the run's first notes, stores
+    the choice in state.json, and a resumed run uses it without measuring again. (Forced on here;
+    on a CPU a run takes fp32 without measuring.)"""
+    from onss_tui.model.fidelity import KL_BAR
+    from onss_tui.pipeline.rundir import RunDir
+
+    write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])
+    recipe = small_recipe(tmp_path, engine="nsynth", checkpoint=str(golden_checkpoint), pitches=[60], resolution=2,
+                          generation={"sample_length": 512, "batch_size": 4, "precision": "auto"})
+    assert Runner.from_file(recipe, device="cpu")._precision() == "fp32"  # the CPU default
+    monkeypatch.setattr(Runner, "_measures_precision", lambda self: True)
+    monkeypatch.setattr(Runner, "FIDELITY_SAMPLES", 32)
+    events = []
+    Runner.from_file(recipe, device="cpu", listener=events.append).execute()
+    run = RunDir(tmp_path / "run")
+    chosen = run.read_state()["precision"]
+    [event] = [e for e in events if e["event"] == "precision"]
+    bf16 = event["measured"][0]
+    assert bf16["precision"] == "bf16" and bf16["steps"] == 2 * 32
+    assert chosen == ("bf16" if bf16["kl_mean"] <= KL_BAR else "tf32") == event["chosen"]
+    again = Runner.from_run_dir(run.path, device="cpu")
+    monkeypatch.setattr(Runner, "_choose_precision", lambda self, ref: pytest.fail("measured twice"))
+    assert again._precision() == chosen and again.model().precision == chosen
+
+
 def test_nsynth_shard_resumes_mid_batch_bit_exactly(tmp_path, golden_model):
     from onss_tui.pipeline.generate import generate_nsynth_shard
 

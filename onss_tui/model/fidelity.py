@@ -56,11 +56,13 @@ def fidelity(reference, model, audio: np.ndarray, enc: np.ndarray | None = None)
     return compare(want, got, model.precision)
 
 
-def choose_precision(reference, audio: np.ndarray, candidates: tuple[str, ...] = ("bf16", "tf32")
-                     ) -> tuple[str, list[Fidelity]]:
+def choose_precision(reference, audio: np.ndarray, candidates: tuple[str, ...] = ("bf16", "tf32"),
+                     samples: int | None = None) -> tuple[str, list[Fidelity]]:
     """The fastest of ``candidates`` (fastest first) whose fidelity to fp32 meets the bar on this
-    device, measured on ``audio``; fp32 when none does. Returns the choice and what was measured."""
+    device, measured on the first ``samples`` of ``audio`` (whole notes, encoded whole); fp32 when
+    none does. Returns the choice and what was measured."""
     enc = reference.encode(audio)
+    audio = audio[:, :samples] if samples else audio
     want = reference.log_probs(audio, enc, mode="incremental")
     measured = []
     for precision in candidates:

@@ -236,9 +236,15 @@ class Runner:
         p = self.recipe.generation.precision
         if p != "auto":
             return p
-        if not self._device().startswith("cuda"):
+        if not self._measures_precision():
             return "fp32"
         return self.run.read_state().get("precision")
+
+    FIDELITY_SAMPLES = 2048  # per clip, two clips: seconds on a GPU
+
+    def _measures_precision(self) -> bool:
+        """Whether ``auto`` is measured here: on a GPU (a CPU generates tiny sets, in fp32)."""
+        return self._device().startswith("cuda")
 
     def model(self):
         if self._model is None:
@@ -255,12 +261,12 @@ class Runner:
 
     def _choose_precision(self, reference):
         """The fastest precision within the fidelity bar on this GPU, teacher-forced on the first
-        prepared notes (2 x 2048 samples: seconds on a GPU)."""
+        prepared notes (2 x FIDELITY_SAMPLES samples)."""
         from onss_tui.model.fidelity import choose_precision
 
         _, notes = load_notes(self.run.stage_dir("prepare"))
-        clips = np.asarray(notes[:2, :2048], dtype=np.float32)
-        precision, measured = choose_precision(reference, clips)
+        clips = np.asarray(notes[:2], dtype=np.float32)
+        precision, measured = choose_precision(reference, clips, samples=self.FIDELITY_SAMPLES)
         self.run.update_state(precision=precision)
         self.emit("supervisor", "precision", chosen=precision, measured=[m.as_dict() for m in measured])
         return reference.with_precision(precision)
