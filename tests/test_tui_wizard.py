@@ -236,3 +236,41 @@ async def test_every_screen_fits_80x24(demo, finished):
         app.push_screen(RecipesScreen())
         await pilot.pause()
         assert inside(app.screen.query_one("#recipes"), screen_region)
+
+
+async def test_bad_inputs_are_shown_with_their_fix_and_refused(demo):
+    audio = demo / "audio"
+    (audio / "flute.wav").write_bytes((audio / "bell_48.wav").read_bytes())  # no pitch in the name
+    (audio / "oboe_60.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")  # not audio at all
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await walk_to(pilot, AudioScreen)
+        screen = app.screen
+        problems = str(screen.query_one("#problems", Static).render())
+        assert "flute.wav: not named <instrument>_<pitch>" in problems
+        assert "oboe_60.wav" in problems
+        assert "instruments: bell (4), pluck (4), saw (4), sine (4)" in problems  # the good notes still count
+        screen.query_one("#inputs", Input).value = "nowhere"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "nowhere: no such folder" in str(screen.query_one("#problems", Static).render())
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, AudioScreen)  # nothing found: the wizard stays, and says why
+        screen.query_one("#inputs", Input).value = "audio"
+        await pilot.press("enter")
+        await walk_to(pilot, GridScreen)
+        grid = app.screen
+        grid.query_one("#pitches", Input).value = "48, sixty"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, GridScreen)
+        grid.query_one("#pitches", Input).value = "48, 50"  # no notes at 50
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, GridScreen)
+        assert app.draft.pitches == [48, 50]
+        grid.query_one("#pitches", Input).value = "48, 60"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
