@@ -274,3 +274,25 @@ async def test_bad_inputs_are_shown_with_their_fix_and_refused(demo):
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert isinstance(app.screen, ReviewScreen)
+
+
+async def test_recipes_mode_lists_runs_started_from_recipes_kept_elsewhere(tmp_path):
+    """`onss run ~/somewhere/birds.yaml` with output under ./runs: the run shows in recipes mode
+    (from the recipe stored in its run folder) and can be attached."""
+    from onss_tui.recipe import save_recipe
+
+    elsewhere = tmp_path / "elsewhere"
+    recipe = load_recipe(make_demo(elsewhere))
+    work = tmp_path / "work"
+    path = save_recipe(recipe.model_copy(update={"name": "solo", "inputs": str(elsewhere / "audio"),
+                                                 "output": str(work / "runs" / "solo")}), elsewhere / "solo.yaml")
+    Runner.from_file(path, device="cpu").execute()
+    app = app_for(work)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        table = app.screen.query_one("#recipes", DataTable)
+        assert [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)] == [["runs/solo", "preview", "done"]]
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen) and app.screen.run.path == work / "runs" / "solo"

@@ -50,12 +50,25 @@ class RecipesScreen(Screen):
     def reload(self) -> None:
         table = self.query_one("#recipes", DataTable)
         table.clear()
+        covered = set()
         for path in sorted(self.folder().glob("*.yaml")):
             try:
                 engine = load_recipe(path).engine
             except RecipeError:
                 engine = "-"
-            table.add_row(path.stem, engine, run_state(path)[0], key=str(path))
+            status, run_dir = run_state(path)
+            covered.add(run_dir)
+            table.add_row(path.stem, engine, status, key=str(path))
+        # runs started from recipes kept elsewhere (onss run ~/birds.yaml): their stored recipe.yaml
+        for state in sorted((Path(self.app.workdir) / "runs").glob("*/state.json")):
+            stored = state.parent / "recipe.yaml"
+            if state.parent.resolve() in covered or not stored.is_file():
+                continue
+            try:
+                engine = load_recipe(stored).engine
+            except RecipeError:
+                continue
+            table.add_row(f"runs/{state.parent.name}", engine, run_state(stored)[0], key=str(stored))
         if not table.row_count:
             self.query_one("#detail", Static).update(f"no recipes in {self.folder()} yet: ctrl+n in the wizard")
 
