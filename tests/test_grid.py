@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from onss_tui.pipeline.grid import combinations, corner_weights, description_name, grid_points, plan_sounds
 
@@ -91,3 +93,31 @@ def test_pad_rows_point_at_the_right_sounds():
 def test_the_same_instrument_in_two_corners_is_refused():
     with pytest.raises(ValueError, match="more than one corner"):
         plan_sounds([["a"], ["a"], ["b"], ["c"]], [60], 9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 200_000), size=st.integers(1, 8192), workers=st.integers(1, 16))
+def test_shards_cover_every_sound_once_and_balance_the_workers(tmp_path_factory, n, size, workers):
+    from onss_tui.pipeline.interpolate import load_shards, make_shards
+
+    out = tmp_path_factory.getbasetemp() / "shards.json"
+    shards = make_shards(n, size, workers, out)
+    assert load_shards(out) == shards
+    assert shards[0]["start"] == 0 and shards[-1]["stop"] == n
+    assert all(a["stop"] == b["start"] for a, b in zip(shards, shards[1:]))
+    sizes = [s["stop"] - s["start"] for s in shards]
+    assert max(sizes) <= size and max(sizes) - min(sizes) <= 1
+    per_worker = [sum(s["stop"] - s["start"] for s in shards if s["worker"] == w) for w in range(workers)]
+    # every worker gets the same count of shards (unless there are fewer sounds than that needs)
+    assert len(shards) % workers == 0 or len(shards) == n
+    assert max(per_worker) - min(per_worker) <= max(sizes)
+
+
+def test_the_shipped_set_on_eight_gpus():
+    import tempfile
+
+    from onss_tui.pipeline.interpolate import make_shards
+
+    with tempfile.TemporaryDirectory() as d:
+        shards = make_shards(118_016, 4096, 8, Path(d) / "s.json")
+    assert len(shards) == 32 and {s["stop"] - s["start"] for s in shards} == {3688}
