@@ -33,7 +33,7 @@ def work():
 def app_for(work, gpus=2, **kw):
     probe = (lambda: fake_probe(gpus)) if gpus else (lambda: GpuProbe(problem="no NVIDIA driver"))
     kw.setdefault("torch_status", lambda: "torch 2.13.0: CUDA 13.0, 2 device(s)" if gpus else "torch 2.13.0: no CUDA")
-    kw.setdefault("checkpoint_status", lambda: "checkpoint: not installed (onss model download)")
+    kw.setdefault("checkpoint_status", lambda: "checkpoint: not installed (press d, or run onss model download)")
     kw.setdefault("disk_free", lambda folder: 52_300_000_000)
     kw.setdefault("bench_results", lambda: [{"device": "NVIDIA H100 80GB HBM3",
                                              "runs": [{"precision": "bf16", "batch": 4096, "samples_per_s": 3.1e6}]}])

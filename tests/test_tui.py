@@ -18,7 +18,7 @@ SIZE = (80, 24)
 
 def app_for(**kw):
     kw.setdefault("torch_status", lambda: "torch 2.13.0: no CUDA")
-    kw.setdefault("checkpoint_status", lambda: "checkpoint: not installed (onss model download)")
+    kw.setdefault("checkpoint_status", lambda: "checkpoint: not installed (press d, or run onss model download)")
     return create_app(**kw)
 
 

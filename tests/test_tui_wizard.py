@@ -25,7 +25,7 @@ H100 = "NVIDIA H100 80GB HBM3"
 def app_for(tmp_path, **kw):
     kw.setdefault("probe_fn", lambda: GpuProbe(problem="no NVIDIA driver"))
     kw.setdefault("torch_status", lambda: "torch 2.13.0: no CUDA")
-    kw.setdefault("checkpoint_status", lambda: "checkpoint: not installed (onss model download)")
+    kw.setdefault("checkpoint_status", lambda: "checkpoint: not installed (press d, or run onss model download)")
     kw.setdefault("bench_results", lambda: [])
     return create_app(workdir=tmp_path, **kw)
 
@@ -296,3 +296,53 @@ async def test_recipes_mode_lists_runs_started_from_recipes_kept_elsewhere(tmp_p
         await pilot.press("a")
         await pilot.pause()
         assert isinstance(app.screen, DashboardScreen) and app.screen.run.path == work / "runs" / "solo"
+
+
+async def test_environment_downloads_and_installs_the_checkpoint(tmp_path, golden_checkpoint, monkeypatch):
+    """`d` on the environment screen: a thread worker downloads (resumable), checks and installs
+    the checkpoint with a progress bar; the screen then shows it installed."""
+    import tarfile
+
+    from onss_tui.model import install
+    from onss_tui.tui.app import _checkpoint_status
+
+    tar_path = tmp_path / "served.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for f in sorted(golden_checkpoint.parent.iterdir()):
+            tar.add(f, arcname=f"wavenet-ckpt/{f.name}")
+    monkeypatch.setattr(install, "EXPECTED_SIZES", {f.name: f.stat().st_size for f in golden_checkpoint.parent.iterdir()})
+    from tests.test_install import Server
+
+    server = Server(tar_path.read_bytes())
+    try:
+        app = app_for(tmp_path, checkpoint_status=_checkpoint_status, checkpoint_url=server.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            text = lambda: str(app.screen.query_one("#checkpoint", Static).render())  # noqa: E731
+            assert "not installed (press d" in text()
+            await pilot.press("d")
+            for _ in range(600):
+                await pilot.pause(0.1)
+                if not app.screen.downloading:
+                    break
+            assert install.checkpoint_info().installed and install.checkpoint_info().problem is None
+            assert str(install.default_checkpoint()) in text() and "not installed" not in text()
+            assert not app.screen.query_one("#download").display
+            await pilot.press("d")  # once installed, d says so and does nothing
+            await pilot.pause()
+            assert not app.screen.downloading
+    finally:
+        server.close()
+    assert not (install.default_models_dir() / "wavenet-ckpt.tar").exists()
+
+
+async def test_a_failed_download_is_a_message_not_a_crash(tmp_path):
+    app = app_for(tmp_path, checkpoint_url="http://127.0.0.1:9/nothing-listens-here.tar")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("d")
+        for _ in range(300):
+            await pilot.pause(0.1)
+            if not app.screen.downloading:
+                break
+        assert not app.screen.downloading and isinstance(app.screen, EnvironmentScreen)
+        assert "not installed" in str(app.screen.query_one("#checkpoint", Static).render())

@@ -41,6 +41,7 @@ __all__ = [
     "download",
     "install_from_tar",
     "checkpoint_info",
+    "download_and_install",
 ]
 
 
@@ -296,3 +297,19 @@ def checkpoint_info(path: Path | None = None, verify: bool = True) -> Checkpoint
             info.warnings.append(f"{name} is {info.files[name]:,} bytes; the published file is {size:,} "
                                  "(not the published checkpoint)")
     return info
+
+
+def download_and_install(url: str = CHECKPOINT_URL, models_dir: Path | None = None,
+                         progress: Callable[[str, int, int | None], None] | None = None) -> Path:
+    """Download (resumably), check and install the checkpoint; the tar is removed afterwards.
+    ``progress(phase, done, total)`` with phase "download", then "unpack". Returns the prefix."""
+    models_dir = models_dir or default_models_dir()
+    tar = models_dir / "wavenet-ckpt.tar"
+
+    def phase(name: str) -> Progress | None:
+        return (lambda done, total: progress(name, done, total)) if progress else None
+
+    download(url, tar, phase("download"))
+    prefix = install_from_tar(tar, models_dir, progress=phase("unpack"))
+    tar.unlink(missing_ok=True)
+    return prefix

@@ -31,7 +31,7 @@ class OnssApp(App):
                  run_dir: Path | None = None, torch_status: Callable[[], str] | None = None,
                  checkpoint_status: Callable[[], str] | None = None,
                  bench_results: Callable[[], list[dict]] | None = None,
-                 disk_free: Callable[[Path], int] | None = None):
+                 disk_free: Callable[[Path], int] | None = None, checkpoint_url: str | None = None):
         super().__init__()
         self.probe = probe_fn
         self.workdir = workdir or Path.cwd()
@@ -40,6 +40,9 @@ class OnssApp(App):
         self.checkpoint_status = checkpoint_status or _checkpoint_status
         self.bench_results = bench_results or _bench_results
         self.disk_free = disk_free or (lambda folder: shutil.disk_usage(folder).free)
+        from onss_tui.model.install import CHECKPOINT_URL
+
+        self.checkpoint_url = checkpoint_url or CHECKPOINT_URL
         self.draft = Draft(workdir=self.workdir)
         self.saved_recipe: Path | None = None
 
@@ -117,7 +120,7 @@ def _checkpoint_status() -> str:
 
     info = checkpoint_info(verify=False)
     if not info.installed:
-        return "checkpoint: not installed (onss model download)"
+        return "checkpoint: not installed (press d, or run onss model download)"
     return f"checkpoint: {info.prefix}" + (f" ({info.problem})" if info.problem else "")
 
 

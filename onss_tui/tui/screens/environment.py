@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+
+
+class DownloadProgress(Message):
+    def __init__(self, phase: str, done: int, total: int | None):
+        super().__init__()
+        self.phase, self.done, self.total = phase, done, total
+
+
+class DownloadFinished(Message):
+    def __init__(self, result: str, ok: bool):
+        super().__init__()
+        self.result, self.ok = result, ok
 
 
 class EnvironmentScreen(Screen):
-    BINDINGS = [("r", "refresh", "Refresh"), ("ctrl+n", "next", "Next: audio")]
+    BINDINGS = [("r", "refresh", "Refresh"), ("ctrl+n", "next", "Next: audio"),
+                ("d", "download", "Download checkpoint")]
 
     def action_next(self) -> None:
         from onss_tui.tui.screens.wizard import AudioScreen
@@ -25,12 +40,61 @@ class EnvironmentScreen(Screen):
             yield DataTable(id="gpus", cursor_type="none")
             yield Static("", id="torch")
             yield Static("", id="checkpoint")
+            yield ProgressBar(id="download", show_eta=True)
             yield Static("", id="disk")
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#gpus", DataTable)
         table.add_columns("#", "GPU", "memory", "load", "temp", "power")
+        self.query_one("#download", ProgressBar).display = False
+        self.downloading = False
+        self.action_refresh()
+
+    # -- the checkpoint download: a thread worker that only posts messages ---------------------
+    def action_download(self) -> None:
+        if self.downloading:
+            self.notify("the download is already running")
+            return
+        status = self.app.checkpoint_status()
+        if "not installed" not in status and "(" not in status:
+            self.notify(f"already installed: {status.split(': ', 1)[-1]}")
+            return
+        self.downloading = True
+        bar = self.query_one("#download", ProgressBar)
+        bar.display = True
+        bar.update(total=None, progress=0)
+        self.query_one("#checkpoint", Static).update("checkpoint: downloading (resumable: press d again if it stops)")
+        self.download()
+
+    @work(thread=True, exclusive=True, group="download")
+    def download(self) -> None:
+        from onss_tui.model.install import download_and_install
+
+        def progress(phase: str, done: int, total: int | None) -> None:
+            self.post_message(DownloadProgress(phase, done, total))
+
+        try:
+            prefix = download_and_install(self.app.checkpoint_url, progress=progress)
+        except Exception as exc:  # InstallError, OSError, ...: shown, never a traceback
+            self.post_message(DownloadFinished(str(exc), ok=False))
+        else:
+            self.post_message(DownloadFinished(str(prefix), ok=True))
+
+    def on_download_progress(self, message: DownloadProgress) -> None:
+        bar = self.query_one("#download", ProgressBar)
+        bar.update(total=message.total, progress=message.done)
+        total = f" of {message.total / 1e6:,.0f} MB" if message.total else ""
+        self.query_one("#checkpoint", Static).update(
+            f"checkpoint: {message.phase} {message.done / 1e6:,.0f} MB{total}")
+
+    def on_download_finished(self, message: DownloadFinished) -> None:
+        self.downloading = False
+        self.query_one("#download", ProgressBar).display = False
+        if message.ok:
+            self.notify(f"checkpoint installed and verified: {message.result}", timeout=10)
+        else:
+            self.notify(f"download failed: {message.result}", severity="error", timeout=15)
         self.action_refresh()
 
     def action_refresh(self) -> None:
