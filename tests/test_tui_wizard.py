@@ -3,6 +3,7 @@ and the 80x24 layout of every screen."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from textual.geometry import Region
 from textual.widgets import DataTable, Input, Select, Static
@@ -242,21 +243,32 @@ async def test_bad_inputs_are_shown_with_their_fix_and_refused(demo):
     audio = demo / "audio"
     (audio / "flute.wav").write_bytes((audio / "bell_48.wav").read_bytes())  # no pitch in the name
     (audio / "oboe_60.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")  # not audio at all
+    import soundfile as sf
+
+    sf.write(audio / "hush_60.wav", np.zeros(32000, dtype=np.float32), 16000)  # silent
+    sf.write(audio / "blip_60.wav", np.full(800, 0.5, dtype=np.float32), 16000)  # 0.05 s
+    loud = np.clip(np.sin(np.arange(64000) / 5.0) * 2, -1, 1).astype(np.float32)
+    sf.write(audio / "loud_60.wav", loud, 16000)  # clipped: usable, with a warning
     app = app_for(demo)
     async with app.run_test(size=SIZE) as pilot:
         await walk_to(pilot, AudioScreen)
         screen = app.screen
         problems = str(screen.query_one("#problems", Static).render())
         assert "flute.wav: not named <instrument>_<pitch>" in problems
-        assert "oboe_60.wav" in problems
-        assert "instruments: bell (4), pluck (4), saw (4), sine (4)" in problems  # the good notes still count
+        assert "error: oboe_60.wav" in problems
+        assert "error: hush_60.wav: silent" in problems and "Replace it with the real note" in problems
+        assert "error: blip_60.wav: only 0.05 s long" in problems
+        assert "warning: loud_60.wav: clipped" in problems
+        # the good notes (and the clipped one) count; the unusable ones do not
+        assert "instruments: bell (4), loud (1), pluck (4), saw (4), sine (4)" in problems
         screen.query_one("#inputs", Input).value = "nowhere"
         await pilot.press("enter")
         await pilot.pause()
-        assert "nowhere: no such folder" in str(screen.query_one("#problems", Static).render())
+        assert "nowhere: no such folder; type the folder of your notes" in str(screen.query_one("#problems", Static).render())
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert isinstance(app.screen, AudioScreen)  # nothing found: the wizard stays, and says why
+        (audio / "loud_60.wav").unlink()  # back to the four demo instruments, one a corner
         screen.query_one("#inputs", Input).value = "audio"
         await pilot.press("enter")
         await walk_to(pilot, GridScreen)

@@ -93,24 +93,40 @@ def scan_inputs(recipe: Recipe, inputs: Path) -> Scan:
     return scan
 
 
-def _check_audio(note: Note, audio: np.ndarray, warnings: list[str], problems: list[str]) -> None:
+def inspect_note(path: Path) -> tuple[np.ndarray | None, list[str], list[str]]:
+    """Read one note as the prepare stage does: (16 kHz mono audio, or None when it cannot be
+    used; its problems, each with the fix; its warnings). The wizard shows the same findings."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    try:
+        info = probe(path)
+        if info.frames > 16000 * 60 * 10:
+            return None, [f"{path}: {info.seconds / 60:.0f} minutes long; a note should be a few seconds. Trim it."], []
+        audio = load(path)
+    except AudioError as exc:
+        return None, [str(exc)], []
+    _check_audio(path, audio, warnings, problems)
+    return (None if problems else audio), problems, warnings
+
+
+def _check_audio(path: Path, audio: np.ndarray, warnings: list[str], problems: list[str]) -> None:
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak < 1e-4:  # below -80 dBFS
-        problems.append(f"{note.path}: silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS). "
+        problems.append(f"{path}: silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS). "
                         "Replace it with the real note, or check its export level.")
         return
     if len(audio) < MIN_SECONDS * 16000:
-        problems.append(f"{note.path}: only {len(audio) / 16000:.2f} s long; a note needs at least {MIN_SECONDS} s "
+        problems.append(f"{path}: only {len(audio) / 16000:.2f} s long; a note needs at least {MIN_SECONDS} s "
                         "(about 4 s works best). Export the whole note.")
         return
     if peak >= 0.999:
-        warnings.append(f"{note.path}: clipped (peak at full scale); lower its level and export it again.")
+        warnings.append(f"{path}: clipped (peak at full scale); lower its level and export it again.")
     if len(audio) < SHORT_SECONDS * 16000:
-        warnings.append(f"{note.path}: only {len(audio) / 16000:.2f} s long; it is padded with silence to the "
+        warnings.append(f"{path}: only {len(audio) / 16000:.2f} s long; it is padded with silence to the "
                         "sample length. Notes of about 4 s work best.")
     dc = float(np.mean(audio)) if audio.size else 0.0
     if abs(dc) > 0.05:
-        warnings.append(f"{note.path}: DC offset {dc:+.2f}; remove it (high-pass) for a cleaner result.")
+        warnings.append(f"{path}: DC offset {dc:+.2f}; remove it (high-pass) for a cleaner result.")
 
 
 def prepare(recipe: Recipe, inputs: Path, out_dir: Path) -> list[str]:
@@ -123,18 +139,11 @@ def prepare(recipe: Recipe, inputs: Path, out_dir: Path) -> list[str]:
         note = scan.notes.get(key)
         if note is None:
             continue
-        try:
-            info = probe(note.path)
-            if info.frames > 16000 * 60 * 10:
-                problems.append(f"{note.path}: {info.seconds / 60:.0f} minutes long; a note should be a few seconds. "
-                                "Trim it.")
-                continue
-            x = load(note.path)
-        except AudioError as exc:
-            problems.append(str(exc))
-            continue
-        _check_audio(note, x, warnings, problems)
-        audio[key] = fit_length(x, recipe.generation.sample_length)
+        x, found, warned = inspect_note(note.path)
+        problems += found
+        warnings += warned
+        if x is not None:
+            audio[key] = fit_length(x, recipe.generation.sample_length)
     if problems:
         raise PrepareError(problems)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, DirectoryTree, Footer, Header, Input, Lab
 
 from onss_tui.audio.io import AUDIO_SUFFIXES, AudioError, probe
 from onss_tui.pipeline.grid import CORNER_NAMES, plan_sounds
-from onss_tui.pipeline.prepare import FILE_RE
+from onss_tui.pipeline.prepare import FILE_RE, inspect_note
 from onss_tui.recipe import Recipe, RecipeError, parse_recipe, recipe_yaml
 
 PRESETS = {"original (24..84 step 4)": list(range(24, 85, 4)), "four octaves (36, 48, 60, 72)": [36, 48, 60, 72]}
@@ -145,30 +145,33 @@ class AudioScreen(WizardStep):
         table.clear()
         found: dict[str, list[int]] = {}
         problems: list[str] = []
+        warnings: list[str] = []
         if not folder.is_dir():
-            problems.append(f"{folder}: no such folder")
+            problems.append(f"{folder}: no such folder; type the folder of your notes, or pick it in the tree")
         else:
-            import soundfile as sf
-
             for f in sorted(folder.iterdir()):
                 if f.suffix.lower() not in AUDIO_SUFFIXES:
                     continue
                 try:
                     info = probe(f)
-                    data, _ = sf.read(str(f), dtype="float32", always_2d=True)
-                    peak = f"{20 * math.log10(max(float(abs(data).max()), 1e-9)):.1f} dB"
-                    table.add_row(f.name, str(info.samplerate), str(info.channels), f"{info.seconds:.2f}", peak)
                 except AudioError as exc:
                     problems.append(str(exc))
                     continue
+                audio, found_problems, found_warnings = inspect_note(f)  # the prepare stage's own checks
+                problems += found_problems
+                warnings += found_warnings
+                peak = f"{20 * math.log10(max(float(abs(audio).max()), 1e-9)):.1f} dB" if audio is not None else "-"
+                table.add_row(f.name, str(info.samplerate), str(info.channels), f"{info.seconds:.2f}", peak)
                 m = FILE_RE.match(f.stem)  # the prepare stage's own rule
-                if m:
+                if not m:
+                    problems.append(f"{f.name}: not named <instrument>_<pitch>; rename it, e.g. flute_60.wav")
+                elif audio is not None:
                     found.setdefault(m["name"], []).append(int(m["pitch"]))
-                else:
-                    problems.append(f"{f.name}: not named <instrument>_<pitch>")
         self.draft.found = {k: sorted(v) for k, v in found.items()}
         summary = ", ".join(f"{k} ({len(v)})" for k, v in sorted(self.draft.found.items()))
-        lines = [f"instruments: {summary or 'none'}"] + [f"! {p}" for p in problems]
+        short = lambda text: text.replace(f"{folder}/", "")  # noqa: E731  (names, not paths, in a folder view)
+        lines = ([f"instruments: {summary or 'none'}"] + [f"error: {short(p)}" for p in problems]
+                 + [f"warning: {short(w)}" for w in warnings])
         self.query_one("#problems", Static).update("\n".join(lines))
 
     def save(self) -> str | None:
