@@ -32,7 +32,7 @@ from onss_tui.model.decoder import RESIDUAL, SKIP, Decoder
 from onss_tui.model.encoder import HOP
 from onss_tui.model.rng import uniform
 
-__all__ = ["PackedDecoder", "DecoderState", "Generation", "voice_bytes", "auto_batch"]
+__all__ = ["PackedDecoder", "DecoderState", "Generation", "sample", "voice_bytes", "auto_batch"]
 
 
 def voice_bytes(dilations: list[int], dtype: torch.dtype, length: int = 64000) -> int:
@@ -50,6 +50,13 @@ def auto_batch(free_bytes: int, per_voice: int, reserve: int = 2 << 30, cap: int
     while batch * 2 <= min(fits, cap):
         batch *= 2
     return batch
+
+
+def sample(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Magenta's inverse-CDF rule: logits [B, 256], uniforms [B] -> classes [B, 1] (int64), the
+    count of CDF entries below u, clamped to 255 (float rounding can leave the CDF under 1)."""
+    cdf = torch.cumsum(torch.softmax(logits, -1), -1)  # [B, 256]
+    return torch.searchsorted(cdf, u[:, None]).clamp_(max=255)
 
 
 def _snapshot(t: torch.Tensor) -> torch.Tensor:
@@ -272,9 +279,7 @@ class Generation:
                 self._cond_frame = t // HOP
                 self._cond = dec.condition(self.enc[:, self._cond_frame])
             logits = dec.step(self.state, self.prev, self._cond)
-            cdf = torch.cumsum(torch.softmax(logits, -1), -1)  # [B, 256]
-            u = uniform(self.keys, t)  # [B]
-            k = torch.searchsorted(cdf, u[:, None]).clamp_(max=255)[:, 0]  # [B]
+            k = sample(logits, uniform(self.keys, t))[:, 0]  # [B]
             self.codes[:, t] = k.to(torch.uint8)
             self.prev = (k.to(torch.float32) - 128.0) / 128.0
             made += 1

@@ -24,7 +24,7 @@ import torch
 
 from onss_tui.model.decoder import SKIP
 from onss_tui.model.encoder import HOP
-from onss_tui.model.fastgen import Generation, PackedDecoder
+from onss_tui.model.fastgen import Generation, PackedDecoder, sample
 from onss_tui.model.rng import uniform
 
 __all__ = ["DeviceGeneration"]
@@ -48,13 +48,12 @@ class DeviceGeneration(Generation):
         self.cond_layers = torch.zeros(batch, len(decoder.dilations), decoder.gate_width, device=dev)
         self.cond_out = torch.zeros(batch, SKIP, device=dev)
         self._graph: torch.cuda.CUDAGraph | None = None
+        self._warm = False  # the first whole chunk on a GPU runs eagerly on a side stream
 
     # -- one step, nothing from the host -------------------------------------------------------
     def _device_step(self) -> None:
         logits = self.decoder.step_on_device(self.state, self.t_dev, self.prev, (self.cond_layers, self.cond_out))
-        cdf = torch.cumsum(torch.softmax(logits, -1), -1)  # [B, 256]
-        u = uniform(self.keys, self.t_dev)  # [B]
-        k = torch.searchsorted(cdf, u[:, None]).clamp_(max=255)  # [B, 1]
+        k = sample(logits, uniform(self.keys, self.t_dev))  # [B, 1]
         self.codes.index_copy_(1, self.t_dev.view(1), k.to(torch.uint8))
         self.prev.copy_((k[:, 0].to(torch.float32) - 128.0) / 128.0)
         self.t_dev.add_(1)
@@ -67,7 +66,7 @@ class DeviceGeneration(Generation):
         """One chunk: the first runs eagerly on a side stream (the warm-up a capture needs, and real
         steps of the generation), the second is captured, every later one is a replay."""
         if self._graph is None:
-            if not getattr(self, "_warm", False):
+            if not self._warm:
                 side = torch.cuda.Stream(self.decoder.device)
                 side.wait_stream(torch.cuda.current_stream(self.decoder.device))
                 with torch.cuda.stream(side):

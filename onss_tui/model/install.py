@@ -50,12 +50,9 @@ class InstallError(Exception):
 
 
 def default_models_dir() -> Path:
-    env = os.environ.get("ONSS_DATA_DIR")
-    if env:
-        return Path(env) / "models"
-    import platformdirs
+    from onss_tui.paths import data_dir
 
-    return Path(platformdirs.user_data_dir("onss")) / "models"
+    return data_dir() / "models"
 
 
 def default_checkpoint(models_dir: Path | None = None) -> Path:

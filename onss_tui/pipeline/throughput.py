@@ -25,12 +25,9 @@ PRECISION_ORDER = ("bf16", "tf32", "fp32")  # what "auto" prefers, fastest first
 
 
 def bench_dir() -> Path:
-    env = os.environ.get("ONSS_DATA_DIR")
-    if env:
-        return Path(env) / "bench"
-    import platformdirs
+    from onss_tui.paths import data_dir
 
-    return Path(platformdirs.user_data_dir("onss")) / "bench"
+    return data_dir() / "bench"
 
 
 def _slug(device: str) -> str:

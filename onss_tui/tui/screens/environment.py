@@ -56,9 +56,11 @@ class EnvironmentScreen(Screen):
         if self.downloading:
             self.notify("the download is already running")
             return
-        status = self.app.checkpoint_status()
-        if "not installed" not in status and "(" not in status:
-            self.notify(f"already installed: {status.split(': ', 1)[-1]}")
+        from onss_tui.model.install import checkpoint_info
+
+        info = checkpoint_info(verify=False)
+        if info.installed and info.problem is None:
+            self.notify(f"already installed: {info.prefix}")
             return
         self.downloading = True
         bar = self.query_one("#download", ProgressBar)
