@@ -1,7 +1,6 @@
 """Wizard features: the folder tree, device labels, projections, disk space, the command palette,
 and the 80x24 layout of every screen."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
