@@ -174,7 +174,8 @@ def test_kill_anywhere_and_resume_gives_identical_pads(tmp_path):
 # the nsynth engine on the golden (random) weights, short sounds
 
 
-def test_nsynth_engine_through_every_stage(tmp_path, golden_checkpoint):
+def test_nsynth_engine_through_every_stage(tmp_path, golden_checkpoint, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # as the supervisor sets it for a worker (no effect on the CPU)
     write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])
     recipe = small_recipe(tmp_path, engine="nsynth", checkpoint=str(golden_checkpoint), pitches=[60], resolution=2,
                           generation={"sample_length": 512, "batch_size": 2, "save_every": 256, "seed": 3})
@@ -190,6 +191,7 @@ def test_nsynth_engine_through_every_stage(tmp_path, golden_checkpoint):
     assert gen.shape == (2, 512) and gen.dtype == np.int16 and np.abs(gen).max() > 1000
     progress = [e for e in events if e["stream"] == "generate-w0" and e["event"] == "progress"]
     assert [(e["batch"], e["sample"]) for e in progress] == [(1, 256), (1, 512), (2, 256), (2, 512)]
+    assert {e["gpu"] for e in progress} == {3}  # the dashboard puts the worker's card on GPU 3
     assert not list((run / "generate").glob("*.state.pt"))
 
 

@@ -97,6 +97,13 @@ async def test_dashboard_follows_a_live_run(tmp_path):
         assert "load 84%  35/80 GiB  62°C" in str(card.query_one("#gpu", Label).render())
         assert "GPU 1  H100 80GB HBM3" in str(card.query_one(".card-title", Label).render())
         assert "interrupted" in str(screen.query_one("#run-title", Label).render())  # no process holds it
+        # a worker says which GPU it runs on (recipe gpus: [1, 0]): its card follows
+        run.emit("generate-w0", "progress", batch=1, batches=10, sample=512, samples=64000, sounds=256,
+                 samples_per_s=900_000.0, gpu=1)
+        screen.refresh_run()
+        await pilot.pause()
+        assert "GPU 1  H100" in str(screen.cards[0].query_one(".card-title", Label).render())
+        assert "load 84%" in str(screen.cards[0].query_one("#gpu", Label).render())
 
 
 async def test_stop_asks_first(tmp_path):

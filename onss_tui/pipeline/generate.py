@@ -157,6 +157,8 @@ def run_worker(run: RunDir, worker: int, shards: list[dict], engine: str, load_i
     (through ``emit(stream, event, **fields)``, by default straight into the run directory)."""
     stream = f"generate-w{worker}"
     emit = emit or run.emit
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0]
+    where = {"gpu": int(visible)} if engine == "nsynth" and visible.isdigit() else {}  # for the dashboard
     out_dir = run.stage_dir("generate")
     mine = [s for s in shards if s["worker"] == worker]
     todo = [s for s in mine if not RunDir.is_done(shard_path(out_dir, s["id"]))]
@@ -171,8 +173,7 @@ def run_worker(run: RunDir, worker: int, shards: list[dict], engine: str, load_i
         if engine == "preview":
             sounds = inputs["sounds"][shard["start"] : shard["stop"]]
             generate_preview_shard(sounds, inputs["note_index"], inputs["notes"], out)
-            emit(stream, "progress", batch=i, batches=len(mine), sample=1, samples=1, sounds=n,
-                     samples_per_s=None)
+            emit(stream, "progress", batch=i, batches=len(mine), sample=1, samples=1, sounds=n, samples_per_s=None)
         else:
             last = [t0, 0]
 
@@ -181,7 +182,7 @@ def run_worker(run: RunDir, worker: int, shards: list[dict], engine: str, load_i
                 rate = (t - last[1]) * n / max(now - last[0], 1e-9)
                 last[:] = [now, t]
                 emit(stream, "progress", batch=i, batches=len(mine), sample=t, samples=total, sounds=n,
-                         samples_per_s=round(rate, 1))
+                     samples_per_s=round(rate, 1), **where)
 
             ids = np.arange(shard["start"], shard["stop"])
             generate_nsynth_shard(inputs["model"], np.asarray(inputs["embeddings"][shard["start"] : shard["stop"]]),

@@ -110,7 +110,11 @@ class DashboardScreen(Screen):
         for e in self.tail.new_events():
             stream = e.get("stream", "")
             if stream.startswith("generate-w") and e.get("event") == "progress":
-                self._card(int(stream[len("generate-w"):])).show_event(e)
+                card = self._card(int(stream[len("generate-w"):]))
+                if isinstance(e.get("gpu"), int) and card.gpu_index != e["gpu"]:
+                    card.gpu_index = e["gpu"]  # the worker's GPU (recipe gpus: [2, 3] puts worker 0 on GPU 2)
+                    card.show_gpu(self._gpu_of(card))
+                card.show_event(e)
             elif e.get("event") != "progress":
                 detail = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("t", "stream", "event"))
                 log.write_line(f"{stream}: {e.get('event')} {detail}".rstrip())
@@ -120,8 +124,7 @@ class DashboardScreen(Screen):
             card = GpuCard(worker)
             self.cards[worker] = card
             self.query_one("#cards", Grid).mount(card)
-            gpus = self.gpus()
-            card.show_gpu(gpus[worker] if worker < len(gpus) else None)
+            card.show_gpu(self._gpu_of(card))
         return self.cards[worker]
 
     def gpus(self) -> list:
@@ -131,10 +134,13 @@ class DashboardScreen(Screen):
             self._probed = (now, self.app.probe().gpus)
         return self._probed[1]
 
+    def _gpu_of(self, card: GpuCard):
+        index = card.gpu_index if card.gpu_index is not None else card.worker
+        return next((g for g in self.gpus() if g.index == index), None)
+
     def refresh_gpus(self) -> None:
-        gpus = self.gpus()
-        for w, card in self.cards.items():
-            card.show_gpu(gpus[w] if w < len(gpus) else None)
+        for card in self.cards.values():
+            card.show_gpu(self._gpu_of(card))
 
     def action_stop(self) -> None:
         pid = self.run.locked_by()

@@ -34,6 +34,7 @@ class GpuCard(Vertical):
     def __init__(self, worker: int, **kw):
         super().__init__(id=f"gpu-card-{worker}", classes="gpu-card", **kw)
         self.worker = worker
+        self.gpu_index: int | None = None  # from the worker's events; else worker w is GPU w
         self.rates: list[float] = []
         self._ready = False
         self._pending: list[tuple[str, object]] = []
