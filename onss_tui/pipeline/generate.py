@@ -175,11 +175,14 @@ def run_worker(run: RunDir, worker: int, shards: list[dict], engine: str, load_i
             generate_preview_shard(sounds, inputs["note_index"], inputs["notes"], out)
             emit(stream, "progress", batch=i, batches=len(mine), sample=1, samples=1, sounds=n, samples_per_s=None)
         else:
-            last = [t0, 0]
+            last: list = [t0, None]  # (time, sample) of the previous report
 
             def progress(t: int, total: int, i=i, n=n) -> None:
                 now = time.monotonic()
-                rate = (t - last[1]) * n / max(now - last[0], 1e-9)
+                # the batch advances in save_every strides from multiples of save_every, so after a
+                # resume (or a halved batch starting over) the stride that just ended began here:
+                prev = last[1] if last[1] is not None and t > last[1] else ((t - 1) // save_every) * save_every
+                rate = (t - prev) * n / max(now - last[0], 1e-9)
                 last[:] = [now, t]
                 emit(stream, "progress", batch=i, batches=len(mine), sample=t, samples=total, sounds=n,
                      samples_per_s=round(rate, 1), **where)
