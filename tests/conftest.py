@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pytest
+import torch
+
+if not torch.cuda.is_available():  # the fused Triton kernels run in Triton's CPU interpreter here
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from onss_tui.model.golden import golden_variables as load_golden_variables
 

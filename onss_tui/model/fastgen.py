@@ -32,7 +32,9 @@ from onss_tui.model.decoder import RESIDUAL, SKIP, Decoder
 from onss_tui.model.encoder import HOP
 from onss_tui.model.rng import uniform
 
-__all__ = ["PackedDecoder", "DecoderState", "Generation", "sample", "voice_bytes", "auto_batch"]
+__all__ = ["PackedDecoder", "DecoderState", "Generation", "KERNELS", "sample", "voice_bytes", "auto_batch"]
+
+KERNELS = ("torch", "triton")  # how a layer step runs: PyTorch ops, or the fused kernels (model.kernels)
 
 
 def voice_bytes(dilations: list[int], dtype: torch.dtype, length: int = 64000) -> int:
@@ -94,10 +96,19 @@ class DecoderState:
 class PackedDecoder:
     """The decoder's weights rearranged for one-sample steps, on one device, in one precision."""
 
-    def __init__(self, decoder: Decoder, device: torch.device | str = "cpu", compute_dtype: torch.dtype = torch.float32):
+    def __init__(self, decoder: Decoder, device: torch.device | str = "cpu", compute_dtype: torch.dtype = torch.float32,
+                 kernels: str = "torch"):
         dev = torch.device(device)
         cdt = compute_dtype
-        self.device, self.compute_dtype = dev, cdt
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
+        if kernels == "triton":
+            from onss_tui.model import kernels as fused
+
+            why = fused.why_unavailable(dev)
+            if why:
+                raise RuntimeError(f"kernels 'triton' asked for, but {why}")
+        self.device, self.compute_dtype, self.kernels = dev, cdt, kernels
         self.dilations = [conv.dilation[0] for conv in decoder.dilated]
         n = len(self.dilations)
 
@@ -173,7 +184,11 @@ class PackedDecoder:
             buf[slot] = now
             return stacked
 
-        logits = self._step(x_in, start_taps, taps, cond)
+        if self.kernels == "triton":  # the fused kernels read the counter from the device
+            layers = self._fused_layers(state, torch.tensor(t, dtype=torch.int64, device=self.device))
+        else:
+            layers = self._torch_layers(taps)
+        logits = self._step(x_in, start_taps, layers, cond)
         state.t = t + 1
         return logits
 
@@ -197,29 +212,59 @@ class PackedDecoder:
             buf.index_copy_(0, slot, now[None])
             return stacked
 
-        return self._step(x_in, start_taps, taps, cond)
+        layers = self._fused_layers(state, t) if self.kernels == "triton" else self._torch_layers(taps)
+        return self._step(x_in, start_taps, layers, cond)
 
-    def _step(self, x_in: torch.Tensor, start_taps, taps, cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """The layer stack of one step. ``start_taps()`` -> the inputs at t-2, t-1 (and stores x_in);
-        ``taps(i, now)`` -> layer i's inputs at t-2d, t-d and t stacked [B, 1536] (and stores ``now``)."""
+    def _step(self, x_in: torch.Tensor, start_taps, layers, cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """One step. ``start_taps()`` -> the inputs at t-2, t-1 (and stores x_in); ``layers(l, skip,
+        cond_layers)`` runs the 30 gated layers (storing each layer's input in its ring buffer) and
+        returns the skip sum."""
         cond_layers, cond_out = cond
-        cdt = self.compute_dtype
         x2, x1 = start_taps()  # startconv over the scalar input stream: taps (t-2, t-1, t)
         l = x2[:, None] * self.start_w[0] + x1[:, None] * self.start_w[1] + x_in[:, None] * self.start_w[2]
         l = l + self.start_b  # [B, 512] fp32
         skip = torch.addmm(self.skip_start_b, l, self.skip_start_w)  # [B, 256] fp32
-        last = len(self.dilations) - 1
-        for i in range(len(self.dilations)):
-            z = (taps(i, l.to(cdt)) @ self.dil_w[i]).float() + cond_layers[:, i]  # [B, 1024]
-            g = torch.sigmoid(z[:, :RESIDUAL]) * torch.tanh(z[:, RESIDUAL:])  # [B, 512]
-            rs = (g.to(cdt) @ self.rs_w[i]).float() + self.rs_b[i]  # [B, 768] (or [B, 256] last)
-            if i < last:
-                l = l + rs[:, :RESIDUAL]
-                skip = skip + rs[:, RESIDUAL:]
-            else:
-                skip = skip + rs
+        skip = layers(l, skip, cond_layers)
         s = F.relu(F.relu(skip) @ self.out1_w + cond_out)  # [B, 256]
         return torch.addmm(self.logits_b, s, self.logits_w)  # [B, 256]
+
+    def _torch_layers(self, taps):
+        """The layer stack in PyTorch ops; ``taps(i, now)`` -> layer i's inputs at t-2d, t-d and t
+        stacked [B, 1536] (and stores ``now``)."""
+        cdt = self.compute_dtype
+        last = len(self.dilations) - 1
+
+        def run(l: torch.Tensor, skip: torch.Tensor, cond_layers: torch.Tensor) -> torch.Tensor:
+            for i in range(len(self.dilations)):
+                z = (taps(i, l.to(cdt)) @ self.dil_w[i]).float() + cond_layers[:, i]  # [B, 1024]
+                g = torch.sigmoid(z[:, :RESIDUAL]) * torch.tanh(z[:, RESIDUAL:])  # [B, 512]
+                rs = (g.to(cdt) @ self.rs_w[i]).float() + self.rs_b[i]  # [B, 768] (or [B, 256] last)
+                if i < last:
+                    l = l + rs[:, :RESIDUAL]
+                    skip = skip + rs[:, RESIDUAL:]
+                else:
+                    skip = skip + rs
+            return skip
+
+        return run
+
+    def _fused_layers(self, state: "DecoderState", t: torch.Tensor):
+        """The layer stack as two fused Triton kernels a layer (:mod:`onss_tui.model.kernels`),
+        updating ``l`` and ``skip`` in place; ``t`` is the step, an int64 device scalar."""
+        from onss_tui.model import kernels as fused
+
+        last = len(self.dilations) - 1
+
+        def run(l: torch.Tensor, skip: torch.Tensor, cond_layers: torch.Tensor) -> torch.Tensor:
+            for i, d in enumerate(self.dilations):
+                buf = state.buffers[i]
+                g = fused.gate(buf, t, l, self.dil_w[i], cond_layers[:, i], d)  # [B, 512]
+                fused.res_skip(g, self.rs_w[i], self.rs_b[i], l, skip, buf, t, d, residual=i < last)
+            d = self.dilations[last]  # the last layer has no residual output: store its input here
+            state.buffers[last].index_copy_(0, (t.view(1) % (2 * d)), l.to(self.compute_dtype)[None])
+            return skip
+
+        return run
 
     # -- teacher forcing -----------------------------------------------------------------------
     @torch.no_grad()

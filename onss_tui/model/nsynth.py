@@ -14,7 +14,7 @@ import torch
 
 from onss_tui.model.decoder import Decoder
 from onss_tui.model.encoder import HOP, Encoder
-from onss_tui.model.fastgen import Generation, PackedDecoder
+from onss_tui.model.fastgen import KERNELS, Generation, PackedDecoder
 from onss_tui.model.mulaw import INV_MU_LAW_TABLE, scaled_input
 from onss_tui.model.rng import sound_keys
 from onss_tui.model.weights import load_tf_variables, read_checkpoint_variables, variable_shapes
@@ -37,11 +37,14 @@ def _device(device: str | torch.device) -> torch.device:
 class NSynth:
     """Encoder + decoder with the published ``wavenet-ckpt`` weights (or any with its names and shapes)."""
 
-    def __init__(self, device: str | torch.device = "cpu", precision: str = "fp32"):
+    def __init__(self, device: str | torch.device = "cpu", precision: str = "fp32", kernels: str = "torch"):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
         self.device = _device(device)
         self.precision = precision
+        self.kernels = kernels  # the generator's layer step: PyTorch ops or the fused Triton kernels
         self.encoder = Encoder().eval()
         self.decoder = Decoder().eval()
         self._packed: PackedDecoder | None = None
@@ -76,12 +79,15 @@ class NSynth:
         model.source = source
         return model
 
-    def with_precision(self, precision: str) -> "NSynth":
-        """The same weights (shared, not copied) run in another precision."""
+    def with_precision(self, precision: str, kernels: str | None = None) -> "NSynth":
+        """The same weights (shared, not copied) run in another precision (and with other kernels)."""
         other = NSynth.__new__(NSynth)
+        kernels = self.kernels if kernels is None else kernels
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        other.device, other.precision = self.device, precision
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
+        other.device, other.precision, other.kernels = self.device, precision, kernels
         other.encoder, other.decoder, other.source = self.encoder, self.decoder, self.source
         other._packed = None
         return other
@@ -126,7 +132,7 @@ class NSynth:
     def packed(self) -> PackedDecoder:
         if self._packed is None:
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-            self._packed = PackedDecoder(self.decoder, self.device, dtype)
+            self._packed = PackedDecoder(self.decoder, self.device, dtype, kernels=self.kernels)
         return self._packed
 
     # -- helpers -------------------------------------------------------------------------------
@@ -219,5 +225,6 @@ class NSynth:
         return INV_MU_LAW_TABLE[np.asarray(codes, dtype=np.int64)]
 
     def __repr__(self) -> str:
-        return f"NSynth(source={self.source!r}, device={str(self.device)!r}, precision={self.precision!r})"
+        return (f"NSynth(source={self.source!r}, device={str(self.device)!r}, precision={self.precision!r}, "
+                f"kernels={self.kernels!r})")
 

@@ -1,0 +1,184 @@
+"""Fused Triton kernels for one decoder layer of one generation step (the GPU engine's fast path).
+
+One layer of the incremental decoder (:mod:`onss_tui.model.fastgen`), per step, for B voices with
+the layer input ``l`` [B, 512] (float32) and the layer's ring buffer ``buf`` [2d, B, 512]:
+
+    taps  = [buf[t mod 2d] | buf[(t + d) mod 2d] | l]          [B, 1536]   x[t-2d], x[t-d], x[t]
+    z     = taps @ W_dil + cond                                [B, 1024]   cond: per frame, bias folded in
+    g     = sigmoid(z[:, :512]) * tanh(z[:, 512:])             [B, 512]
+    rs    = g @ W_rs + b_rs                                    [B, 768]    (the last layer: skip only, 256)
+    buf[t mod 2d] <- l ;  l += rs[:, :512] ;  skip += rs[:, 512:]
+
+Plain PyTorch spends about fifteen kernels on that (two gathers, a concatenation, two matmuls, the
+casts, the gate, the sums, the ring-buffer write); at large batches inside a CUDA graph the launches
+and the round trips of [B, 1024] intermediates through memory cost as much as the maths. Here it
+is two kernels:
+
+    gate       reads the three taps straight from the ring buffer, at slots computed from the
+               device step counter (no gather, no concatenation), multiplies by W_dil with
+               float32 accumulation, adds the conditioning and applies the gate; writes g only.
+    res_skip   multiplies g by W_rs, adds the bias, writes the layer input into the ring buffer
+               (after ``gate`` has read that slot: the two kernels run in stream order) and adds
+               the residual and skip parts to ``l`` and ``skip`` in place.
+
+Each program owns a [BM voices x BN channels] tile; ``gate`` keeps two accumulators, the sigmoid
+half (channels c) and the tanh half (channels 512 + c), so the gate is applied in registers.
+
+Block sizes depend only on the batch and the mode, never on timing (no autotuning): the
+summation order, and so every sample, is the same in every run on the same device, which the
+bit-exact resume relies on.
+
+On the CPU the kernels run in Triton's interpreter (``TRITON_INTERPRET=1``), which is how the
+tests cover them. The interpreter cannot multiply bfloat16 tiles, so there (only) bfloat16 tiles
+are widened to float32 before ``tl.dot``: the products of bfloat16 values are exact in float32,
+so this is the same arithmetic as the tensor cores' bfloat16 multiply with float32 accumulation.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+__all__ = ["available", "interpreting", "gate", "res_skip", "why_unavailable"]
+
+try:  # Triton comes with the CUDA builds of torch; the CPU build has none
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the installation
+    triton = None
+
+
+def interpreting() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1: tests)."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def why_unavailable(device: torch.device) -> str | None:
+    """None when the fused kernels can run on ``device``; otherwise the reason, with the fix."""
+    if triton is None:
+        return "Triton is not installed (it comes with the CUDA builds of torch; or `pip install triton`)"
+    if device.type != "cuda" and not interpreting():
+        return f"the fused kernels run on a CUDA GPU, not on {device.type} (use kernels: torch there)"
+    return None
+
+
+def available(device: torch.device) -> bool:
+    return why_unavailable(device) is None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _gate_kernel(buf_ptr, t_ptr, l_ptr, w_ptr, cond_ptr, g_ptr,
+                     B, d, cond_stride,
+                     C: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                     PRECISION: tl.constexpr, WIDEN: tl.constexpr):
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)  # voices
+        cols = tl.program_id(1) * BN + tl.arange(0, BN)  # gate channels in [0, C)
+        live = rows[:, None] < B
+        t = tl.load(t_ptr)  # int64 step counter, on the device
+        acc_s = tl.zeros((BM, BN), dtype=tl.float32)  # z[:, cols]       -> sigmoid
+        acc_t = tl.zeros((BM, BN), dtype=tl.float32)  # z[:, C + cols]   -> tanh
+        for tap in tl.static_range(3):  # x[t-2d], x[t-d], x[t]
+            for k0 in range(0, C, BK):
+                ks = k0 + tl.arange(0, BK)
+                if tap == 0:
+                    x = tl.load(buf_ptr + (t % (2 * d)) * B * C + rows[:, None] * C + ks[None, :],
+                                mask=live, other=0.0)
+                elif tap == 1:
+                    x = tl.load(buf_ptr + ((t + d) % (2 * d)) * B * C + rows[:, None] * C + ks[None, :],
+                                mask=live, other=0.0)
+                else:
+                    x = tl.load(l_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
+                    x = x.to(w_ptr.dtype.element_ty)  # the layer input, in the compute dtype
+                w_rows = w_ptr + (tap * C + ks)[:, None] * (2 * C)
+                ws = tl.load(w_rows + cols[None, :])
+                wt = tl.load(w_rows + C + cols[None, :])
+                if WIDEN:
+                    x, ws, wt = x.to(tl.float32), ws.to(tl.float32), wt.to(tl.float32)
+                acc_s = tl.dot(x, ws, acc_s, input_precision=PRECISION)
+                acc_t = tl.dot(x, wt, acc_t, input_precision=PRECISION)
+        cond = cond_ptr + rows[:, None] * cond_stride + cols[None, :]
+        zs = acc_s + tl.load(cond, mask=live, other=0.0)
+        zt = acc_t + tl.load(cond + C, mask=live, other=0.0)
+        g = tl.sigmoid(zs) * (2.0 * tl.sigmoid(2.0 * zt) - 1.0)  # tanh(z) = 2 sigmoid(2z) - 1
+        tl.store(g_ptr + rows[:, None] * C + cols[None, :], g.to(g_ptr.dtype.element_ty), mask=live)
+
+    @triton.jit
+    def _res_skip_kernel(g_ptr, w_ptr, b_ptr, l_ptr, skip_ptr, buf_ptr, t_ptr,
+                         B, d,
+                         R: tl.constexpr, S: tl.constexpr, C: tl.constexpr,
+                         BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                         PRECISION: tl.constexpr, WIDEN: tl.constexpr):
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        cols = tl.program_id(1) * BN + tl.arange(0, BN)  # output channels in [0, R + S)
+        live = rows[:, None] < B
+        acc = tl.zeros((BM, BN), dtype=tl.float32)
+        for k0 in range(0, C, BK):
+            ks = k0 + tl.arange(0, BK)
+            g = tl.load(g_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
+            w = tl.load(w_ptr + ks[:, None] * (R + S) + cols[None, :])
+            if WIDEN:
+                g, w = g.to(tl.float32), w.to(tl.float32)
+            acc = tl.dot(g, w, acc, input_precision=PRECISION)
+        acc += tl.load(b_ptr + cols)[None, :]
+        if tl.program_id(1) * BN < R:  # a residual tile (BN divides R and S: no tile straddles)
+            t = tl.load(t_ptr)
+            here = rows[:, None] * C + cols[None, :]
+            old = tl.load(l_ptr + here, mask=live, other=0.0)  # this layer's input x[t]
+            tl.store(buf_ptr + (t % (2 * d)) * B * C + here, old.to(buf_ptr.dtype.element_ty), mask=live)
+            tl.store(l_ptr + here, old + acc, mask=live)
+        else:
+            here = rows[:, None] * S + (cols[None, :] - R)
+            tl.store(skip_ptr + here, tl.load(skip_ptr + here, mask=live, other=0.0) + acc, mask=live)
+
+
+def _blocks(batch: int) -> tuple[int, int, int, int]:
+    """(BM, BN, BK, warps) from the batch alone. BK is fixed (it sets the summation order)."""
+    if interpreting():  # the interpreter is numpy per program: few, large tiles
+        return max(16, min(64, triton.next_power_of_2(batch))), 256, 512, 1
+    bm = max(16, min(128, triton.next_power_of_2(batch)))
+    return bm, 64, 64, 8 if bm >= 128 else 4
+
+
+def _precision(w: torch.Tensor) -> tuple[str, bool]:
+    """tl.dot's input precision (TF32 only where torch allows it for matmuls) and whether to widen."""
+    tf32 = w.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
+    return ("tf32" if tf32 else "ieee"), interpreting() and w.dtype == torch.bfloat16
+
+
+def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, cond: torch.Tensor,
+         d: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """g [B, 512] in ``w``'s dtype from the ring buffer ``buf`` [2d, B, 512], the device step
+    ``t`` (int64 scalar), the layer input ``l`` [B, 512] float32, ``w`` [1536, 1024] and the
+    layer's conditioning ``cond`` [B, 1024] float32 (rows may be strided: a column slice of the
+    all-layer conditioning)."""
+    two_d, batch, c = buf.shape
+    assert two_d == 2 * d and w.shape == (3 * c, 2 * c) and cond.stride(1) == 1, "gate: shapes"
+    if out is None:
+        out = torch.empty(batch, c, device=l.device, dtype=w.dtype)
+    bm, bn, bk, warps = _blocks(batch)
+    precision, widen = _precision(w)
+    grid = (triton.cdiv(batch, bm), c // bn)
+    _gate_kernel[grid](buf, t, l, w, cond, out, batch, d, cond.stride(0),
+                       C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, num_warps=warps)
+    return out
+
+
+def res_skip(g: torch.Tensor, w: torch.Tensor, b: torch.Tensor, l: torch.Tensor, skip: torch.Tensor,
+             buf: torch.Tensor, t: torch.Tensor, d: int, residual: bool) -> None:
+    """In place: ``buf[t mod 2d] <- l`` and ``l += (g @ w + b)[:, :512]`` (when ``residual``),
+    ``skip += `` the rest. ``w`` is [512, 768] (or [512, 256] for the last layer, ``residual``
+    False, which leaves ``l`` and ``buf`` to the caller)."""
+    batch, c = g.shape
+    r = c if residual else 0
+    s = skip.shape[1]
+    assert w.shape == (c, r + s) and l.is_contiguous() and skip.is_contiguous(), "res_skip: shapes"
+    bm, bn, bk, warps = _blocks(batch)
+    bn = min(bn, s)
+    precision, widen = _precision(w)
+    grid = (triton.cdiv(batch, bm), (r + s) // bn)
+    _res_skip_kernel[grid](g, w, b, l, skip, buf, t, batch, d,
+                           R=r, S=s, C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen,
+                           num_warps=warps)

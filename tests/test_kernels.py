@@ -1,0 +1,165 @@
+"""The fused Triton layer kernels (onss_tui.model.kernels) against the PyTorch layer step.
+
+On a machine without CUDA the kernels run in Triton's interpreter (conftest sets TRITON_INTERPRET=1
+there); on a GPU they are compiled. Either way the numbers are compared with the PyTorch path, in
+fp32 (to float rounding) and bf16 (to bf16 rounding), and the fused generator must resume and
+switch between the host and the device counter bit for bit, as the PyTorch one does.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+triton = pytest.importorskip("triton", reason="Triton is not installed")
+
+from onss_tui.bench import random_model  # noqa: E402
+from onss_tui.model import kernels  # noqa: E402
+from onss_tui.model.fastgen import Generation, PackedDecoder  # noqa: E402
+from onss_tui.model.graphgen import DeviceGeneration  # noqa: E402
+from onss_tui.model.rng import sound_keys  # noqa: E402
+from tests.test_graphgen import decoder, enc  # noqa: E402
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+TOL = {torch.float32: 2e-5, torch.bfloat16: 1.6e-2}  # bf16: one unit in the last place of g near 1
+
+
+def rand(*shape, dtype=torch.float32, scale=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g) * scale).to(DEVICE, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("batch,d,t", [(1, 1, 0), (5, 4, 13), (70, 512, 1_000_003)])
+def test_gate_reads_the_ring_buffer_and_matches_pytorch(dtype, batch, d, t):
+    buf = rand(2 * d, batch, 512, dtype=dtype, seed=1)
+    l = rand(batch, 512, seed=2)
+    w = rand(1536, 1024, dtype=dtype, scale=1 / 40, seed=3)
+    cond_all = rand(batch, 3, 1024, seed=4)  # a strided column slice, as the generator passes it
+    step = torch.tensor(t, dtype=torch.int64, device=DEVICE)
+    before = buf.clone()
+
+    g = kernels.gate(buf, step, l, w, cond_all[:, 1], d)
+
+    taps = torch.cat([buf[t % (2 * d)], buf[(t + d) % (2 * d)], l.to(dtype)], 1).float()  # x[t-2d], x[t-d], x[t]
+    z = taps @ w.float() + cond_all[:, 1]
+    want = torch.sigmoid(z[:, :512]) * torch.tanh(z[:, 512:])
+    assert g.dtype == dtype and g.shape == (batch, 512)
+    assert (g.float() - want).abs().max().item() < TOL[dtype]
+    assert torch.equal(buf, before)  # the gate only reads the state
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("batch", [3, 70])
+def test_res_skip_updates_in_place_and_stores_the_layer_input(dtype, batch):
+    d, t = 8, 21
+    slot = t % (2 * d)
+    g = rand(batch, 512, dtype=dtype, seed=5)
+    w = rand(512, 768, dtype=dtype, scale=1 / 20, seed=6)
+    b = rand(768, seed=7)
+    l, skip, buf = rand(batch, 512, seed=8), rand(batch, 256, seed=9), rand(2 * d, batch, 512, dtype=dtype, seed=10)
+    l0, skip0, buf0 = l.clone(), skip.clone(), buf.clone()
+    step = torch.tensor(t, dtype=torch.int64, device=DEVICE)
+
+    kernels.res_skip(g, w, b, l, skip, buf, step, d, residual=True)
+
+    rs = g.float() @ w.float() + b
+    assert (l - (l0 + rs[:, :512])).abs().max().item() < 1e-4
+    assert (skip - (skip0 + rs[:, 512:])).abs().max().item() < 1e-4
+    stored, want_stored = buf[slot].float(), l0.to(dtype).float()  # x[t], within one unit of the dtype
+    assert ((stored - want_stored).abs() <= want_stored.abs() * (2**-7 if dtype == torch.bfloat16 else 0)).all()
+    others = [s for s in range(2 * d) if s != slot]
+    assert torch.equal(buf[others], buf0[others])
+
+    # the last layer: skip only; l and the ring buffer are left alone
+    w_last, b_last = rand(512, 256, dtype=dtype, scale=1 / 20, seed=11), rand(256, seed=12)
+    l1, skip1, buf1 = l.clone(), skip.clone(), buf.clone()
+    kernels.res_skip(g, w_last, b_last, l, skip, buf, step, d, residual=False)
+    assert (skip - (skip1 + g.float() @ w_last.float() + b_last)).abs().max().item() < 1e-4
+    assert torch.equal(l, l1) and torch.equal(buf, buf1)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_fused_step_of_the_full_model_matches_the_pytorch_step(precision):
+    """All 30 layers of the real-size model, from a mid-generation state (every ring buffer full,
+    the step far from zero so every slot arithmetic wraps), two steps."""
+    model = random_model(str(DEVICE), precision)
+    ref, fused = model.packed(), model.with_precision(precision, kernels="triton").packed()
+    state = ref.fresh_state(2)
+    state.t = 12_345
+    g = torch.Generator().manual_seed(0)
+    for buf in state.buffers:
+        buf.copy_(torch.randn(buf.shape, generator=g))
+    state.start_taps.copy_(torch.randn(2, 2, generator=g) * 0.3)
+    fused_state = copy.deepcopy(state)
+    cond = ref.condition(torch.randn(2, 16, generator=g) * 3)
+    for _ in range(2):
+        x = torch.rand(2, generator=g).to(DEVICE) * 2 - 1
+        want, got = ref.step(state, x, cond), fused.step(fused_state, x, cond)
+        if precision == "fp32":
+            assert (got - want).abs().max().item() < 1e-3 * max(1.0, want.abs().max().item())
+        else:  # same weights and states in bf16; compare the distributions the sampler draws from
+            p, q = torch.log_softmax(want, -1), torch.log_softmax(got, -1)
+            kl = (p.exp() * (p - q)).sum(-1)
+            assert kl.max().item() < 1e-2
+            assert torch.equal(want.argmax(-1), got.argmax(-1))
+    assert fused_state.t == state.t == 12_347
+    drift = 2**-5 if precision == "bf16" else 1e-5  # of the layer's scale: the sums round differently
+    for a, b in zip(state.buffers, fused_state.buffers):  # every layer stored its input
+        assert (a.float() - b.float()).abs().max() <= drift * a.float().abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_generation_resumes_and_changes_counters_bit_exactly(dtype):
+    """Uninterrupted on the device counter == host counter for half, saved, loaded, device counter
+    for the rest: the same codes and the same ring buffers, bit for bit."""
+    packed = PackedDecoder(decoder(layers=3), DEVICE, dtype, kernels="triton")  # ring buffers of 2, 4, 8
+    e, keys = enc(2, frames=1), sound_keys(5, torch.tensor([3, 4]))
+
+    whole = DeviceGeneration(packed, e, keys, chunk=8, graphs=False)
+    whole.advance(20)
+
+    first = Generation(packed, e, keys)
+    first.advance(9)
+    saved = first.state_dict()
+    rest = DeviceGeneration(packed, e, keys, chunk=8, graphs=False)
+    rest.load_state_dict(saved)
+    rest.advance(11)
+
+    assert torch.equal(whole.codes[:, :20], rest.codes[:, :20])
+    assert all(torch.equal(a, b) for a, b in zip(whole.state.buffers, rest.state.buffers))
+    assert len(torch.unique(whole.codes[:, :20])) > 3  # it really sampled
+
+
+def test_fused_and_pytorch_generators_sample_alike():
+    """fp32: the fused kernels and PyTorch sum in other orders, so single codes may differ late in a
+    sound, but a short stretch of a small model draws the same samples."""
+    dec = decoder(layers=3)
+    e, keys = enc(2, frames=1), sound_keys(9, torch.tensor([0, 1]))
+    a = Generation(PackedDecoder(dec, DEVICE), e, keys)
+    b = Generation(PackedDecoder(dec, DEVICE, kernels="triton"), e, keys)
+    a.advance(12)
+    b.advance(12)
+    assert torch.equal(a.codes[:, :12], b.codes[:, :12])
+
+
+def test_asking_for_the_kernels_where_they_cannot_run_says_why(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    why = kernels.why_unavailable(torch.device("cpu"))
+    assert "CUDA GPU" in why and "kernels: torch" in why
+    with pytest.raises(RuntimeError, match="kernels 'triton' asked for, but the fused kernels run on a CUDA GPU"):
+        PackedDecoder(decoder(layers=2), "cpu", kernels="triton")
+    with pytest.raises(ValueError, match="kernels must be one of torch, triton"):
+        PackedDecoder(decoder(layers=2), "cpu", kernels="cuda")
+    monkeypatch.setattr(kernels, "triton", None)
+    assert "Triton is not installed" in kernels.why_unavailable(torch.device("cuda"))
+
+
+def test_nsynth_keeps_its_kernels_across_precisions():
+    model = random_model("cpu", "fp32").with_precision("bf16", kernels="triton")
+    assert model.kernels == "triton" and model.with_precision("fp32").kernels == "triton"
+    assert "kernels='triton'" in repr(model)
+    assert model.packed().kernels == "triton" and model.packed().compute_dtype == torch.bfloat16
+    assert np.isfinite(model.log_probs(np.zeros((1, 2), np.float32), np.zeros((1, 1, 16), np.float32),
+                                       mode="incremental")).all()
