@@ -61,16 +61,32 @@ def bench_generate(model, batch: int, steps: int) -> dict:
     """Time ``steps`` incremental decoder steps of ``batch`` voices (after a short warm-up)."""
     import torch
 
-    from onss_tui.model.encoder import HOP
-
     chunk = 64  # DeviceGeneration's graph chunk: warm up two (eager + capture), time whole chunks
     steps = -(-steps // chunk) * chunk
     warm = 2 * chunk
-    enc = np.random.default_rng(1).normal(0, 3, (batch, 1 + (steps + warm) // HOP, 16)).astype(np.float32)
     cuda = model.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(model.device)
         base = torch.cuda.memory_allocated(model.device)
+    dt, gen = _timed_steps(model, batch, steps, warm)
+    rate = batch * steps / dt
+    out = {"batch": batch, "kernels": model.kernels, "steps": steps, "seconds": round(dt, 4),
+           "samples_per_s": round(rate, 1), "ms_per_step": round(1000 * dt / steps, 3),
+           "tflops": round(rate * MFLOP_PER_SAMPLE / 1e6, 4)}
+    if cuda:
+        out["mb_per_voice"] = round((torch.cuda.max_memory_allocated(model.device) - base) / batch / 1e6, 2)
+    else:  # the decoder state: every layer's ring buffer plus the start taps
+        state = gen.state_dict()["decoder"]
+        out["mb_per_voice"] = round(sum(b.numel() * b.element_size() for b in state["buffers"]) / batch / 1e6, 2)
+    return out
+
+
+def _timed_steps(model, batch: int, steps: int, warm: int):
+    """Seconds for ``steps`` generation steps of ``batch`` voices after ``warm`` untimed ones, as
+    a run generates (CUDA graphs on a GPU); and the generation."""
+    from onss_tui.model.encoder import HOP
+
+    enc = np.random.default_rng(1).normal(0, 3, (batch, 1 + (steps + warm) // HOP, 16)).astype(np.float32)
     gen = model.generation(enc)
     with model.precision_scope():
         gen.advance(warm)
@@ -78,16 +94,35 @@ def bench_generate(model, batch: int, steps: int) -> dict:
         t0 = time.perf_counter()
         gen.advance(steps)
         _sync(model)
-        dt = time.perf_counter() - t0
-    rate = batch * steps / dt
-    out = {"batch": batch, "steps": steps, "seconds": round(dt, 4), "samples_per_s": round(rate, 1),
-           "ms_per_step": round(1000 * dt / steps, 3), "tflops": round(rate * MFLOP_PER_SAMPLE / 1e6, 4)}
-    if cuda:
-        out["mb_per_voice"] = round((torch.cuda.max_memory_allocated(model.device) - base) / batch / 1e6, 2)
-    else:  # the decoder state: every layer's ring buffer plus the start taps
-        state = gen.state_dict()["decoder"]
-        out["mb_per_voice"] = round(sum(b.numel() * b.element_size() for b in state["buffers"]) / batch / 1e6, 2)
-    return out
+        return time.perf_counter() - t0, gen
+
+
+def kernel_choices(model) -> list[str]:
+    """The layer steps worth timing on the model's device: the fused kernels on a GPU with Triton
+    (Triton's CPU interpreter is for tests, not for speed)."""
+    from onss_tui.model import kernels
+
+    return ["torch", "triton"] if model.device.type == "cuda" and kernels.available(model.device) else ["torch"]
+
+
+def choose_kernels(model, batch: int, steps: int = 128, warm: int = 128, acceptable=None,
+                   candidates: list[str] | None = None) -> tuple[str, dict]:
+    """The faster layer step for this model (its device and precision) at ``batch`` voices,
+    timed on ``steps`` steps after ``warm``. ``acceptable(kernels) -> bool`` may veto a faster
+    candidate (the runner checks its fidelity). Returns the choice and the samples/s measured."""
+    import torch
+
+    rates = {}
+    for k in candidates or kernel_choices(model):
+        dt, gen = _timed_steps(model.with_precision(model.precision, kernels=k), batch, steps, warm)
+        rates[k] = round(batch * steps / dt, 1)
+        del gen
+        if model.device.type == "cuda":
+            torch.cuda.empty_cache()
+    for k in sorted(rates, key=rates.get, reverse=True):
+        if k == "torch" or acceptable is None or acceptable(k):
+            return k, rates
+    return "torch", rates
 
 
 def bench_encode(model, batch: int = 4, length: int = 64000) -> dict:
@@ -123,8 +158,9 @@ def bench_fidelity(device: str, precisions: list[str], golden_dir, samples: int)
 
 
 def run(device: str, precisions: list[str], batches: list[int], steps: int, encoder: bool = True,
-        progress=print, golden_dir=None, fidelity_samples: int = 0) -> dict:
-    """Every (precision, batch) pair; a batch that runs out of GPU memory ends that precision's list."""
+        progress=print, golden_dir=None, fidelity_samples: int = 0, kernels: list[str] | None = None) -> dict:
+    """Every (precision, kernels, batch); a batch that runs out of GPU memory ends that list.
+    ``kernels``: the layer steps to time (default: every one that runs on this device)."""
     import torch
 
     name = device_name(device)
@@ -142,17 +178,18 @@ def run(device: str, precisions: list[str], batches: list[int], steps: int, enco
     for precision in precisions:
         model = random_model(device, precision)
         peak = peak_tflops(name, precision)
-        for b in batches:
-            try:
-                r = bench_generate(model, b, steps)
-            except torch.cuda.OutOfMemoryError:
-                progress(f"{precision} batch {b}: out of GPU memory, larger batches skipped")
-                torch.cuda.empty_cache()
-                break
-            if peak:
-                r["roofline_pct"] = round(100 * r["tflops"] / peak, 1)
-            result["runs"].append({"precision": precision, **r})
-            progress(f"{precision} batch {b}: {r['samples_per_s']:,.0f} samples/s")
+        for k in kernels or kernel_choices(model):
+            for b in batches:
+                try:
+                    r = bench_generate(model.with_precision(precision, kernels=k), b, steps)
+                except torch.cuda.OutOfMemoryError:
+                    progress(f"{precision} {k} batch {b}: out of GPU memory, larger batches skipped")
+                    torch.cuda.empty_cache()
+                    break
+                if peak:
+                    r["roofline_pct"] = round(100 * r["tflops"] / peak, 1)
+                result["runs"].append({"precision": precision, **r})
+                progress(f"{precision} {k} batch {b}: {r['samples_per_s']:,.0f} samples/s")
         if encoder:
             result["encoder"].append({"precision": precision, **bench_encode(model)})
         del model
@@ -164,10 +201,11 @@ def run(device: str, precisions: list[str], batches: list[int], steps: int, enco
 
 def table(result: dict) -> str:
     lines = [f"{result['device']}, torch {result['torch']}, {result['date']}", "",
-             "| precision | batch | samples/s | ms/step | TFLOP/s | % roofline | MB/voice |",
-             "|---|---|---|---|---|---|---|"]
+             "| precision | kernels | batch | samples/s | ms/step | TFLOP/s | % roofline | MB/voice |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
-        lines.append(f"| {r['precision']} | {r['batch']} | {r['samples_per_s']:,.0f} | {r['ms_per_step']} | "
+        lines.append(f"| {r['precision']} | {r.get('kernels', 'torch')} | {r['batch']} | {r['samples_per_s']:,.0f} | "
+                     f"{r['ms_per_step']} | "
                      f"{r['tflops']} | {r.get('roofline_pct', '-')} | {r.get('mb_per_voice', '-')} |")
     for e in result.get("encoder", []):
         lines.append(f"\nencoder ({e['precision']}): {e['x_real_time']}x real time (batch {e['batch']})")
@@ -183,5 +221,6 @@ def table(result: dict) -> str:
 
         shipped = 118_016 * 64_000 / best["samples_per_s"]
         lines.append(f"\nshipped sound set (118,016 sounds x 64,000 samples) at the best rate "
-                     f"({best['precision']}, batch {best['batch']}): {human_time(shipped)} on this one device")
+                     f"({best['precision']}, {best.get('kernels', 'torch')} kernels, batch {best['batch']}): "
+                     f"{human_time(shipped)} on this one device")
     return "\n".join(lines)

@@ -119,6 +119,9 @@ class Corners(_Strict):
 
 class Generation(_Strict):
     precision: Literal["auto", "fp32", "tf32", "bf16"] = "auto"
+    kernels: Literal["auto", "torch", "triton"] = Field(
+        "auto", description="the generator's layer step: PyTorch ops, or fused Triton kernels (GPU); auto "
+                            "times both on the GPU when the run generates and keeps the faster")
     batch_size: Union[Literal["auto"], int] = "auto"
     gpus: Union[Literal["all"], int, list[int]] = "all"
     seed: int = Field(0, ge=0, lt=2**32)

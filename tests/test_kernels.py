@@ -163,3 +163,19 @@ def test_nsynth_keeps_its_kernels_across_precisions():
     assert model.packed().kernels == "triton" and model.packed().compute_dtype == torch.bfloat16
     assert np.isfinite(model.log_probs(np.zeros((1, 2), np.float32), np.zeros((1, 1, 16), np.float32),
                                        mode="incremental")).all()
+
+
+def test_choose_kernels_times_both_and_lets_the_caller_veto_the_fused_ones():
+    from onss_tui.bench import choose_kernels
+
+    asked = []
+
+    def veto(k):
+        asked.append(k)
+        return False
+
+    choice, rates = choose_kernels(random_model(str(DEVICE), "fp32"), batch=1, steps=1, warm=1,
+                                   candidates=["torch", "triton"], acceptable=veto)
+    assert set(rates) == {"torch", "triton"} and all(r > 0 for r in rates.values())
+    assert choice == "torch"  # PyTorch needs no check; the fused kernels were asked about only if faster
+    assert asked == (["triton"] if rates["triton"] > rates["torch"] else [])

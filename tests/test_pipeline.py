@@ -1,5 +1,6 @@
 """The pipeline end to end on the CPU: the demo, the nsynth engine, resume after kills, errors."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -293,3 +294,62 @@ def test_demo_cli_plain_lines_and_json(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "d"), "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert {e["event"] for e in lines} >= {"run_start", "stage_skip", "run_done"}
+
+
+def test_kernels_auto_is_timed_once_on_a_gpu_and_kept(tmp_path, golden_checkpoint, monkeypatch):
+    """``kernels: auto``: PyTorch on a CPU without timing; on a GPU with Triton the supervisor times
+    both layer steps once when generation starts and stores the faster acceptable one in state.json,
+    which the workers and a resumed run read. (The GPU is simulated: the timing is faked here, and
+    choose_kernels itself is tested in test_kernels.)"""
+    import onss_tui.bench
+    from onss_tui.pipeline.rundir import RunDir
+
+    write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])
+    recipe = small_recipe(tmp_path, engine="nsynth", checkpoint=str(golden_checkpoint), pitches=[60], resolution=2,
+                          generation={"sample_length": 512, "batch_size": 4, "precision": "fp32"})
+    assert Runner.from_file(recipe, device="cpu")._kernels() == "torch"  # a CPU: nothing to time
+    monkeypatch.setattr(Runner, "_measures_kernels", lambda self: True)
+    timed = []
+
+    def fake_choose(model, batch, steps, warm, acceptable):
+        timed.append((model.precision, batch, steps))
+        return "torch", {"torch": 2.0, "triton": 1.0}
+
+    monkeypatch.setattr(onss_tui.bench, "choose_kernels", fake_choose)
+    events = []
+    Runner.from_file(recipe, device="cpu", listener=events.append).execute()
+    run = RunDir(tmp_path / "run")
+    assert timed == [("fp32", 4, Runner.KERNEL_STEPS)]
+    assert run.read_state()["kernels"] == "torch"
+    [event] = [e for e in events if e["event"] == "kernels"]
+    assert event["chosen"] == "torch" and event["samples_per_s"] == {"torch": 2.0, "triton": 1.0}
+    again = Runner.from_run_dir(run.path, device="cpu")
+    monkeypatch.setattr(onss_tui.bench, "choose_kernels", lambda *a, **k: pytest.fail("timed twice"))
+    again._choose_kernels()
+    assert again._kernels() == "torch" and again.model().kernels == "torch"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
+def test_fused_kernels_fidelity_check_on_the_runs_own_notes(tmp_path, golden_checkpoint, monkeypatch):
+    """The veto ``kernels: auto`` applies to faster fused kernels: their KL to fp32 PyTorch on the
+    run's first notes (Triton's interpreter on a CPU)."""
+    write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])
+    recipe = small_recipe(tmp_path, engine="nsynth", checkpoint=str(golden_checkpoint), pitches=[60], resolution=2,
+                          generation={"sample_length": 512, "batch_size": 4, "precision": "bf16"})
+    runner = Runner.from_file(recipe, device="cpu")
+    runner.run.path.mkdir(parents=True, exist_ok=True)
+    runner.stage_prepare()
+    monkeypatch.setattr(Runner, "FIDELITY_SAMPLES", 3)
+    found = runner._kernel_fidelity("triton")
+    assert found["precision"] == "bf16" and found["steps"] == 2 * 3
+    assert found["meets_bar"] and found["kl_mean"] < 0.01
+
+
+def test_kernels_triton_where_they_cannot_run_is_refused_before_any_work(tmp_path, golden_checkpoint, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])
+    recipe = small_recipe(tmp_path, engine="nsynth", checkpoint=str(golden_checkpoint), pitches=[60], resolution=2,
+                          generation={"sample_length": 512, "kernels": "triton"})
+    with pytest.raises(RunError, match=r"generation.kernels is 'triton', but .*Set generation.kernels to auto"):
+        Runner.from_file(recipe, device="cpu").execute()
+    assert not (tmp_path / "run" / "prepare").exists()

@@ -59,7 +59,7 @@ def test_onss_bench_on_the_cpu_stores_a_result_the_wizard_reads(tmp_path):
                         "--steps", "2", "--no-encoder", "--json", str(out)], capture_output=True, text=True, env=env,
                        timeout=300)
     assert p.returncode == 0, p.stderr
-    assert "| fp32 | 2 |" in p.stdout and "shipped sound set" in p.stdout
+    assert "| fp32 | torch | 2 |" in p.stdout and "shipped sound set" in p.stdout
     data = json.loads(out.read_text())
     assert data["device"] == cpu_name() and [r["batch"] for r in data["runs"]] == [1, 2]
     assert all(r["samples_per_s"] > 0 and r["mb_per_voice"] > 0 for r in data["runs"])

@@ -153,6 +153,7 @@ class Runner:
         with self.run.lock():
             self._sweep_temp_files()
             self._check_recipe()
+            self._check_kernels()
             self.run.update_state(pid=os.getpid(), status="running", name=self.recipe.name, engine=self.recipe.engine)
             self.emit("supervisor", "run_start", pid=os.getpid(), run=str(self.run.path))
             for stage in STAGES:
@@ -254,10 +255,84 @@ class Runner:
             ckpt = Path(self.recipe.checkpoint) if self.recipe.checkpoint else default_checkpoint()
             precision = self._precision()
             if precision is None:  # auto on a GPU: measured once per run, so a resumed run keeps it
-                self._model = self._choose_precision(NSynth.load(ckpt, device=self._device(), precision="fp32"))
+                model = self._choose_precision(NSynth.load(ckpt, device=self._device(), precision="fp32"))
             else:
-                self._model = NSynth.load(ckpt, device=self._device(), precision=precision)
+                model = NSynth.load(ckpt, device=self._device(), precision=precision)
+            self._model = model.with_precision(model.precision, kernels=self._kernels() or "torch")
         return self._model
+
+    # -- kernels -----------------------------------------------------------------------------
+    KERNEL_STEPS = 128  # timed generation steps per candidate (after as many untimed ones)
+    KERNEL_BATCH = 1024  # at most: the supervisor times on one GPU while the workers wait
+
+    def _kernels(self) -> str | None:
+        """The recipe's layer step; for ``auto``: PyTorch where the fused kernels cannot run (a CPU,
+        no Triton), and on a GPU the choice timed when generation started (state.json), or None
+        before that."""
+        k = self.recipe.generation.kernels
+        if k != "auto":
+            return k
+        if not self._measures_kernels():
+            return "torch"
+        return self.run.read_state().get("kernels")
+
+    def _measures_kernels(self) -> bool:
+        """Whether ``kernels: auto`` is timed here: the nsynth engine on a GPU with Triton."""
+        if self.recipe.engine != "nsynth" or not self._device().startswith("cuda"):
+            return False
+        import torch
+
+        from onss_tui.model import kernels
+
+        return kernels.available(torch.device(self._device()))
+
+    def _check_kernels(self) -> None:
+        """``kernels: triton`` where they cannot run is refused before any work, with the fix."""
+        if self.recipe.engine != "nsynth" or self.recipe.generation.kernels != "triton":
+            return
+        import torch
+
+        from onss_tui.model import kernels
+
+        why = kernels.why_unavailable(torch.device(self._device()))
+        if why:
+            raise RunError(f"{self.run.recipe_path}: generation.kernels is 'triton', but {why}. "
+                           "Set generation.kernels to auto (or torch) in the recipe.")
+
+    def _choose_kernels(self) -> None:
+        """``kernels: auto`` on a GPU: time both layer steps once per run at the run's batch (at most
+        KERNEL_BATCH voices) and keep the faster, the fused kernels only within the fidelity bar;
+        stored in state.json so the workers and a resumed run use it."""
+        if self._kernels() is not None:
+            return
+        from onss_tui.bench import choose_kernels
+
+        model = self.model()
+        batch = min(self._batch_size(), self.KERNEL_BATCH)
+        checked = {}
+
+        def acceptable(k: str) -> bool:
+            checked[k] = self._kernel_fidelity(k)
+            return checked[k]["meets_bar"]
+
+        choice, rates = choose_kernels(model, batch, steps=self.KERNEL_STEPS, warm=self.KERNEL_STEPS,
+                                       acceptable=acceptable)
+        self.run.update_state(kernels=choice)
+        self.emit("supervisor", "kernels", chosen=choice, batch=batch, samples_per_s=rates, fidelity=checked)
+        self._model = model.with_precision(model.precision, kernels=choice)
+
+    def _kernel_fidelity(self, kernels: str) -> dict:
+        """The run's model with other kernels against fp32 PyTorch, teacher-forced on the first
+        prepared notes (the precision measurement's clips and length)."""
+        from onss_tui.model.fidelity import fidelity
+
+        _, notes = load_notes(self.run.stage_dir("prepare"))
+        clips = np.asarray(notes[:2], dtype=np.float32)
+        model = self.model()
+        reference = model.with_precision("fp32", kernels="torch")
+        enc = reference.encode(clips)
+        return fidelity(reference, model.with_precision(model.precision, kernels=kernels),
+                        clips[:, : self.FIDELITY_SAMPLES], enc).as_dict()
 
     def _choose_precision(self, reference):
         """The fastest precision within the fidelity bar on this GPU, teacher-forced on the first
@@ -347,6 +422,8 @@ class Runner:
 
     def stage_generate(self) -> dict:
         shards = load_shards(self.run.stage_dir("plan") / "shards.json")
+        if self.recipe.engine == "nsynth":
+            self._choose_kernels()
         workers = max(s["worker"] for s in shards) + 1
         g = self.recipe.generation
         if workers == 1:
