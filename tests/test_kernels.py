@@ -51,6 +51,28 @@ def test_gate_reads_the_ring_buffer_and_matches_pytorch(dtype, batch, d, t):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gpu_sized_tiles_loop_over_k_and_tile_the_batch(dtype):
+    """The tiles a GPU uses (16 x 16, BK 64: many programs, 24 K steps) give the same numbers as
+    the interpreter's large ones."""
+    batch, d, t = 20, 16, 77
+    buf, l = rand(2 * d, batch, 512, dtype=dtype, seed=1), rand(batch, 512, seed=2)
+    w, cond = rand(1536, 1024, dtype=dtype, scale=1 / 40, seed=3), rand(batch, 1024, seed=4)
+    step = torch.tensor(t, dtype=torch.int64, device=DEVICE)
+    small = kernels.gate(buf, step, l, w, cond, d, blocks=(16, 16, 64, 4))
+    large = kernels.gate(buf, step, l, w, cond, d, blocks=(32, 256, 512, 1))
+    assert (small.float() - large.float()).abs().max().item() <= TOL[dtype]
+    w_rs, b_rs, skip = rand(512, 768, dtype=dtype, scale=1 / 20, seed=5), rand(768, seed=6), rand(batch, 256, seed=7)
+    outs = []
+    for blocks in [(16, 16, 64, 4), (32, 256, 512, 1)]:
+        l2, skip2, buf2 = l.clone(), skip.clone(), buf.clone()
+        kernels.res_skip(large, w_rs, b_rs, l2, skip2, buf2, step, d, residual=True, blocks=blocks)
+        outs.append((l2, skip2, buf2))
+    assert (outs[0][0] - outs[1][0]).abs().max().item() < 1e-4
+    assert (outs[0][1] - outs[1][1]).abs().max().item() < 1e-4
+    assert torch.equal(outs[0][2], outs[1][2])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("batch", [3, 70])
 def test_res_skip_updates_in_place_and_stores_the_layer_input(dtype, batch):
     d, t = 8, 21

@@ -135,11 +135,16 @@ if triton is not None:
 
 
 def _blocks(batch: int) -> tuple[int, int, int, int]:
-    """(BM, BN, BK, warps) from the batch alone. BK is fixed (it sets the summation order)."""
+    """(BM, BN, BK, warps) from the batch alone. BK is fixed (it sets the summation order).
+
+    Small batches read the weights (3 MB a layer in bf16) with few voices to use them on: narrow
+    tiles spread that read over many SMs (BN = 16: 32 programs for ``gate`` at batch 1). Large
+    batches are matmul-bound: 128 x 64 tiles."""
     if interpreting():  # the interpreter is numpy per program: few, large tiles
         return max(16, min(64, triton.next_power_of_2(batch))), 256, 512, 1
     bm = max(16, min(128, triton.next_power_of_2(batch)))
-    return bm, 64, 64, 8 if bm >= 128 else 4
+    bn = 16 if batch <= 16 else 32 if batch <= 64 else 64
+    return bm, bn, 64, 8 if bm >= 128 else 4
 
 
 def _precision(w: torch.Tensor) -> tuple[str, bool]:
@@ -149,16 +154,16 @@ def _precision(w: torch.Tensor) -> tuple[str, bool]:
 
 
 def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, cond: torch.Tensor,
-         d: int, out: torch.Tensor | None = None) -> torch.Tensor:
+         d: int, out: torch.Tensor | None = None, blocks: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """g [B, 512] in ``w``'s dtype from the ring buffer ``buf`` [2d, B, 512], the device step
     ``t`` (int64 scalar), the layer input ``l`` [B, 512] float32, ``w`` [1536, 1024] and the
     layer's conditioning ``cond`` [B, 1024] float32 (rows may be strided: a column slice of the
-    all-layer conditioning)."""
+    all-layer conditioning). ``blocks`` overrides (BM, BN, BK, warps), for tests."""
     two_d, batch, c = buf.shape
     assert two_d == 2 * d and w.shape == (3 * c, 2 * c) and cond.stride(1) == 1, "gate: shapes"
     if out is None:
         out = torch.empty(batch, c, device=l.device, dtype=w.dtype)
-    bm, bn, bk, warps = _blocks(batch)
+    bm, bn, bk, warps = blocks or _blocks(batch)
     precision, widen = _precision(w)
     grid = (triton.cdiv(batch, bm), c // bn)
     _gate_kernel[grid](buf, t, l, w, cond, out, batch, d, cond.stride(0),
@@ -167,15 +172,16 @@ def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, c
 
 
 def res_skip(g: torch.Tensor, w: torch.Tensor, b: torch.Tensor, l: torch.Tensor, skip: torch.Tensor,
-             buf: torch.Tensor, t: torch.Tensor, d: int, residual: bool) -> None:
+             buf: torch.Tensor, t: torch.Tensor, d: int, residual: bool,
+             blocks: tuple[int, int, int, int] | None = None) -> None:
     """In place: ``buf[t mod 2d] <- l`` and ``l += (g @ w + b)[:, :512]`` (when ``residual``),
     ``skip += `` the rest. ``w`` is [512, 768] (or [512, 256] for the last layer, ``residual``
-    False, which leaves ``l`` and ``buf`` to the caller)."""
+    False, which leaves ``l`` and ``buf`` to the caller). ``blocks`` as for :func:`gate`."""
     batch, c = g.shape
     r = c if residual else 0
     s = skip.shape[1]
     assert w.shape == (c, r + s) and l.is_contiguous() and skip.is_contiguous(), "res_skip: shapes"
-    bm, bn, bk, warps = _blocks(batch)
+    bm, bn, bk, warps = blocks or _blocks(batch)
     bn = min(bn, s)
     precision, widen = _precision(w)
     grid = (triton.cdiv(batch, bm), (r + s) // bn)
