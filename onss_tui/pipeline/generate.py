@@ -52,19 +52,22 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, OutOfMemory) or "out of memory" in str(exc).lower()
 
 
-def _inject_oom(batch: int) -> None:
-    """Tests set ONSS_FAULT_OOM_ABOVE=N to make any batch larger than N run out of memory."""
+def _inject_oom(batch: int, t: int = 0) -> None:
+    """Tests set ONSS_FAULT_OOM_ABOVE=N to make any batch larger than N run out of memory, from
+    sample ONSS_FAULT_OOM_AFTER on (default 0: when it starts)."""
     limit = os.environ.get("ONSS_FAULT_OOM_ABOVE")
-    if limit and batch > int(limit):
-        raise OutOfMemory(f"out of memory (injected): batch {batch} > {limit}")
+    after = int(os.environ.get("ONSS_FAULT_OOM_AFTER") or 0)
+    if limit and batch > int(limit) and t >= after:
+        raise OutOfMemory(f"out of memory (injected): batch {batch} > {limit} at sample {t}")
 
 
 def generate_nsynth_shard(model, embeddings: np.ndarray, sound_ids: np.ndarray, seed: int, out: Path,
                           save_every: int, progress: Callable[[int, int], None] | None = None,
                           on_oom: Callable[[int], None] | None = None) -> None:
     """Generate one shard and write it atomically. Out of GPU memory, the batch is halved (and
-    halved again) until it fits: each half resumes from its own saved state, and a sound's audio
-    does not depend on its batch, so the shard completes without losing work."""
+    halved again) until it fits: each half starts from the samples the batch had saved for its
+    voices (or from its own later save, after a kill), and a sound's audio does not depend on its
+    batch, so the shard completes without losing work."""
     codes = _generate_batch(model, embeddings, sound_ids, seed, out, save_every, progress, on_oom)
     atomic_save_npy(out, to_int16(model.codes_to_audio(codes)))
 
@@ -109,6 +112,26 @@ def _state_file(out: Path, ids: np.ndarray, whole: int) -> Path:
     return out.with_name(out.name.replace(".npy", f".state-{ids[0]}-{ids[-1]}.pt"))
 
 
+def _hand_down(state_file: Path, halves: list[Path], half: int) -> None:
+    """Split a batch's last compact save (samples so far, per voice) between its two halves, so
+    they continue where the batch stopped. A half that has a save of its own keeps it (it is the
+    later one: the batch was halved before, then the run was killed); an unreadable save is
+    left alone (the halves start over)."""
+    import torch
+
+    try:
+        state = torch.load(state_file, weights_only=True)
+    except Exception:
+        return
+    if "decoder" in state or not {"t", "codes", "keys", "total"} <= set(state):
+        return
+    for path, rows in zip(halves, (slice(0, half), slice(half, None))):
+        if not path.is_file():
+            with atomic_write(path, "wb") as f:  # clones: a saved view would carry the whole batch
+                torch.save({"t": state["t"], "codes": state["codes"][rows].clone(),
+                            "keys": state["keys"][rows].clone(), "total": state["total"]}, f)
+
+
 def _generate_batch(model, embeddings, ids, seed, out, save_every, progress, on_oom, whole=None) -> np.ndarray:
     import torch
 
@@ -127,6 +150,7 @@ def _generate_batch(model, embeddings, ids, seed, out, save_every, progress, on_
         try:
             with model.precision_scope():
                 while not gen.done:
+                    _inject_oom(len(ids), gen.t)
                     gen.advance(min(save_every, gen.total - gen.t))
                     if progress:
                         progress(gen.t, gen.total)
@@ -144,6 +168,7 @@ def _generate_batch(model, embeddings, ids, seed, out, save_every, progress, on_
         half = len(ids) // 2
         if on_oom:
             on_oom(half)
+        _hand_down(state_file, [_state_file(out, ids[:half], whole), _state_file(out, ids[half:], whole)], half)
         first = _generate_batch(model, embeddings[:half], ids[:half], seed, out, save_every, progress, on_oom, whole)
         second = _generate_batch(model, embeddings[half:], ids[half:], seed, out, save_every, progress, on_oom, whole)
         codes = np.concatenate([first, second])

@@ -169,3 +169,19 @@ def test_out_of_memory_halves_the_batch(tmp_path, golden_model):
     assert a.shape == b.shape == (4, 512)
     assert (a == b).mean() > 0.999  # the same sounds; batch size only moves float rounding
     assert not list(tmp_path.glob("*.state*"))
+
+    # out of memory half way: the halves continue from the batch's last save, not from zero
+    progress, halved = [], []
+    os.environ.update(ONSS_FAULT_OOM_ABOVE="2", ONSS_FAULT_OOM_AFTER="384")
+    try:
+        late = tmp_path / "late.npy"
+        generate_nsynth_shard(golden_model, emb, ids, 5, late, save_every=128, on_oom=halved.append,
+                              progress=lambda t, total: progress.append(t))
+    finally:
+        del os.environ["ONSS_FAULT_OOM_ABOVE"], os.environ["ONSS_FAULT_OOM_AFTER"]
+    assert halved == [2]
+    assert progress == [128, 256, 384, 512, 512]  # samples 0-383 made once, by the whole batch
+    c = np.load(late)
+    assert np.array_equal(c[:, :384], a[:, :384])  # the batch's own samples, handed down
+    assert (a == c).mean() > 0.999
+    assert not list(tmp_path.glob("*.state*"))
