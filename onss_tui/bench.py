@@ -138,9 +138,11 @@ def bench_encode(model, batch: int = 4, length: int = 64000) -> dict:
     return {"batch": batch, "seconds": round(dt, 3), "x_real_time": round(batch * length / 16000 / dt, 1)}
 
 
-def bench_fidelity(device: str, precisions: list[str], golden_dir, samples: int) -> list[dict]:
-    """Per precision: mean per-step KL to fp32 and top-1 agreement, teacher-forced through the
-    generator's one-step decoder on the golden clips with the golden weights."""
+def bench_fidelity(device: str, precisions: list[str], golden_dir, samples: int,
+                   kernels: list[str] | None = None) -> list[dict]:
+    """Per precision (and layer step): mean per-step KL to fp32 PyTorch and top-1 agreement,
+    teacher-forced through the generator's one-step decoder on the golden clips with the golden
+    weights."""
     from onss_tui.model import NSynth
     from onss_tui.model.fidelity import compare
     from onss_tui.model.golden import golden_reference, golden_variables
@@ -151,9 +153,11 @@ def bench_fidelity(device: str, precisions: list[str], golden_dir, samples: int)
     enc = ref["encoding"]
     want = reference.log_probs(audio, enc, mode="incremental")
     out = []
-    for p in precisions:
-        got = want if p == "fp32" else reference.with_precision(p).log_probs(audio, enc, mode="incremental")
-        out.append(compare(want, got, p).as_dict())
+    for k in kernels or kernel_choices(reference):
+        for p in precisions:
+            model = reference.with_precision(p, kernels=k)
+            got = want if (p, k) == ("fp32", "torch") else model.log_probs(audio, enc, mode="incremental")
+            out.append({**compare(want, got, p).as_dict(), "kernels": k})
     return out
 
 
@@ -195,7 +199,7 @@ def run(device: str, precisions: list[str], batches: list[int], steps: int, enco
         del model
     if golden_dir is not None and fidelity_samples:
         progress(f"fidelity: {fidelity_samples} teacher-forced steps of each golden clip per precision")
-        result["fidelity"] = bench_fidelity(device, precisions, golden_dir, fidelity_samples)
+        result["fidelity"] = bench_fidelity(device, precisions, golden_dir, fidelity_samples, kernels)
     return result
 
 
@@ -210,10 +214,11 @@ def table(result: dict) -> str:
     for e in result.get("encoder", []):
         lines.append(f"\nencoder ({e['precision']}): {e['x_real_time']}x real time (batch {e['batch']})")
     if result.get("fidelity"):
-        lines += ["", "| precision | mean KL to fp32 (nats/step) | max KL | top-1 agreement | meets 0.01 |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "| precision | kernels | mean KL to fp32 (nats/step) | max KL | top-1 agreement | meets 0.01 |",
+                  "|---|---|---|---|---|---|"]
         for f in result["fidelity"]:
-            lines.append(f"| {f['precision']} | {f['kl_mean']:.2e} | {f['kl_max']:.2e} | {100 * f['top1']:.2f}% | "
+            lines.append(f"| {f['precision']} | {f.get('kernels', 'torch')} | {f['kl_mean']:.2e} | {f['kl_max']:.2e} | "
+                         f"{100 * f['top1']:.2f}% | "
                          f"{'yes' if f['meets_bar'] else 'no'} |")
     best = max(result["runs"], key=lambda r: r["samples_per_s"], default=None)
     if best:

@@ -17,7 +17,7 @@ if not torch.cuda.is_available():  # the fused Triton kernels run in Triton's CP
 from onss_tui.model.golden import golden_variables as load_golden_variables
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT.parent / "shared" / "golden"
+GOLDEN = Path(os.environ.get("ONSS_GOLDEN") or ROOT.parent / "shared" / "golden")  # ONSS_GOLDEN: on a GPU box
 
 
 def need_golden() -> Path:
