@@ -94,12 +94,51 @@ def test_res_skip_updates_in_place_and_stores_the_layer_input(dtype, batch):
     others = [s for s in range(2 * d) if s != slot]
     assert torch.equal(buf[others], buf0[others])
 
-    # the last layer: skip only; l and the ring buffer are left alone
+    # the last layer: skip only; l is left alone, and stored in the ring buffer
     w_last, b_last = rand(512, 256, dtype=dtype, scale=1 / 20, seed=11), rand(256, seed=12)
-    l1, skip1, buf1 = l.clone(), skip.clone(), buf.clone()
+    l1, skip1 = l.clone(), skip.clone()
+    buf[slot] = 0
+    buf1 = buf.clone()
     kernels.res_skip(g, w_last, b_last, l, skip, buf, step, d, residual=False)
     assert (skip - (skip1 + g.float() @ w_last.float() + b_last)).abs().max().item() < 1e-4
-    assert torch.equal(l, l1) and torch.equal(buf, buf1)
+    assert torch.equal(l, l1) and torch.equal(buf[others], buf1[others])
+    stored, want_stored = buf[slot].float(), l1.to(dtype).float()
+    assert ((stored - want_stored).abs() <= want_stored.abs() * (2**-7 if dtype == torch.bfloat16 else 0)).all()
+
+
+@pytest.mark.parametrize("batch", [1, 20])
+def test_start_head_and_sampler_match_pytorch(batch):
+    from onss_tui.model.fastgen import sample
+    from onss_tui.model.rng import sound_keys, uniform
+
+    t = 7
+    step = torch.tensor(t, dtype=torch.int64, device=DEVICE)
+    # start: startconv over x[t-2], x[t-1], x[t] and skip_start; x[t] goes into slot t mod 2
+    taps, x = rand(2, batch, seed=1), rand(batch, seed=2)
+    w, b, ws, bs = rand(3, 512, seed=3), rand(512, seed=4), rand(512, 256, scale=1 / 20, seed=5), rand(256, seed=6)
+    before = taps.clone()
+    l, skip = kernels.start(taps, step, x, w, b, ws, bs)
+    want_l = before[1][:, None] * w[0] + before[0][:, None] * w[1] + x[:, None] * w[2] + b  # t odd: slot 1 is t-2
+    assert (l - want_l).abs().max().item() < 1e-5
+    assert (skip - (want_l @ ws + bs)).abs().max().item() < 1e-4
+    assert torch.equal(taps[1], x) and torch.equal(taps[0], before[0])
+    # head: relu(relu(skip) @ w1 + cond) @ w2 + b2, cond a strided slice
+    w1, w2, b2 = rand(256, 256, scale=1 / 16, seed=7), rand(256, 256, scale=1 / 16, seed=8), rand(256, seed=9)
+    cond = rand(batch, 300, seed=10)[:, 44:]
+    logits = kernels.head(skip, w1, cond, w2, b2)
+    want = torch.relu(torch.relu(skip) @ w1 + cond) @ w2 + b2
+    assert (logits - want).abs().max().item() < 1e-4 * max(1.0, want.abs().max().item())
+    # sampler: the counter-based uniform recomputed in the kernel, the inverse CDF, codes and prev
+    keys = sound_keys(11, torch.arange(batch)).to(DEVICE)
+    codes = torch.zeros(batch, 9, dtype=torch.uint8, device=DEVICE)
+    prev = torch.zeros(batch, device=DEVICE)
+    for scale, s in ((1.0, 7), (0.05, 7), (0.05, 3)):  # peaked and flat distributions, two steps
+        codes.zero_()
+        at = torch.tensor(s, dtype=torch.int64, device=DEVICE)
+        kernels.sample(logits * scale, keys, at, codes, prev)
+        k = sample(logits * scale, uniform(keys, s))[:, 0]  # the uniform is recomputed bit for bit
+        assert torch.equal(codes[:, s].long(), k) and torch.equal(prev, (k.float() - 128) / 128)
+        assert not codes[:, :s].any() and not codes[:, s + 1:].any()
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

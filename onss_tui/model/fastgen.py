@@ -185,10 +185,9 @@ class PackedDecoder:
             return stacked
 
         if self.kernels == "triton":  # the fused kernels read the counter from the device
-            layers = self._fused_layers(state, torch.tensor(t, dtype=torch.int64, device=self.device))
+            logits = self._fused_step(state, torch.tensor(t, dtype=torch.int64, device=self.device), x_in, cond)
         else:
-            layers = self._torch_layers(taps)
-        logits = self._step(x_in, start_taps, layers, cond)
+            logits = self._step(x_in, start_taps, self._torch_layers(taps), cond)
         state.t = t + 1
         return logits
 
@@ -212,8 +211,9 @@ class PackedDecoder:
             buf.index_copy_(0, slot, now[None])
             return stacked
 
-        layers = self._fused_layers(state, t) if self.kernels == "triton" else self._torch_layers(taps)
-        return self._step(x_in, start_taps, layers, cond)
+        if self.kernels == "triton":
+            return self._fused_step(state, t, x_in, cond)
+        return self._step(x_in, start_taps, self._torch_layers(taps), cond)
 
     def _step(self, x_in: torch.Tensor, start_taps, layers, cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """One step. ``start_taps()`` -> the inputs at t-2, t-1 (and stores x_in); ``layers(l, skip,
@@ -248,23 +248,34 @@ class PackedDecoder:
 
         return run
 
-    def _fused_layers(self, state: "DecoderState", t: torch.Tensor):
-        """The layer stack as two fused Triton kernels a layer (:mod:`onss_tui.model.kernels`),
-        updating ``l`` and ``skip`` in place; ``t`` is the step, an int64 device scalar."""
+    def _fused_step(self, state: "DecoderState", t: torch.Tensor, x_in: torch.Tensor,
+                    cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The same step as fused Triton kernels (:mod:`onss_tui.model.kernels`): one for the
+        start, two a layer, one for the head; ``t`` is the step, an int64 device scalar. Every
+        state write is in place (capturable in a CUDA graph); ``state.t`` is left to the caller."""
         from onss_tui.model import kernels as fused
 
+        cond_layers, cond_out = cond
+        l, skip = fused.start(state.start_taps, t, x_in, self.start_w, self.start_b, self.skip_start_w,
+                              self.skip_start_b)  # [B, 512], [B, 256]
         last = len(self.dilations) - 1
+        for i, d in enumerate(self.dilations):  # l and skip are updated in place
+            g = fused.gate(state.buffers[i], t, l, self.dil_w[i], cond_layers[:, i], d)  # [B, 512]
+            fused.res_skip(g, self.rs_w[i], self.rs_b[i], l, skip, state.buffers[i], t, d, residual=i < last)
+        return fused.head(skip, self.out1_w, cond_out, self.logits_w, self.logits_b)  # [B, 256]
 
-        def run(l: torch.Tensor, skip: torch.Tensor, cond_layers: torch.Tensor) -> torch.Tensor:
-            for i, d in enumerate(self.dilations):
-                buf = state.buffers[i]
-                g = fused.gate(buf, t, l, self.dil_w[i], cond_layers[:, i], d)  # [B, 512]
-                fused.res_skip(g, self.rs_w[i], self.rs_b[i], l, skip, buf, t, d, residual=i < last)
-            d = self.dilations[last]  # the last layer has no residual output: store its input here
-            state.buffers[last].index_copy_(0, (t.view(1) % (2 * d)), l.to(self.compute_dtype)[None])
-            return skip
+    def draw(self, logits: torch.Tensor, keys: torch.Tensor, t: torch.Tensor, codes: torch.Tensor,
+             prev: torch.Tensor) -> None:
+        """Sample step ``t`` (an int64 device scalar) in place: ``codes[:, t]`` <- the class drawn
+        from ``logits`` at U(key, t), ``prev`` <- the next input. On the device, no host sync."""
+        if self.kernels == "triton":
+            from onss_tui.model import kernels as fused
 
-        return run
+            fused.sample(logits, keys, t, codes, prev)
+            return
+        k = sample(logits, uniform(keys, t))  # [B, 1]
+        codes.index_copy_(1, t.view(1), k.to(torch.uint8))
+        prev.copy_((k[:, 0].to(torch.float32) - 128.0) / 128.0)
 
     # -- teacher forcing -----------------------------------------------------------------------
     @torch.no_grad()
@@ -324,9 +335,12 @@ class Generation:
                 self._cond_frame = t // HOP
                 self._cond = dec.condition(self.enc[:, self._cond_frame])
             logits = dec.step(self.state, self.prev, self._cond)
-            k = sample(logits, uniform(self.keys, t))[:, 0]  # [B]
-            self.codes[:, t] = k.to(torch.uint8)
-            self.prev = (k.to(torch.float32) - 128.0) / 128.0
+            if dec.kernels == "triton":  # the fused sampler, as DeviceGeneration draws
+                dec.draw(logits, self.keys, torch.tensor(t, dtype=torch.int64, device=dec.device), self.codes, self.prev)
+            else:
+                k = sample(logits, uniform(self.keys, t))[:, 0]  # [B]
+                self.codes[:, t] = k.to(torch.uint8)
+                self.prev = (k.to(torch.float32) - 128.0) / 128.0
             made += 1
         return made
 

@@ -24,8 +24,7 @@ import torch
 
 from onss_tui.model.decoder import SKIP
 from onss_tui.model.encoder import HOP
-from onss_tui.model.fastgen import Generation, PackedDecoder, sample
-from onss_tui.model.rng import uniform
+from onss_tui.model.fastgen import Generation, PackedDecoder
 
 __all__ = ["DeviceGeneration"]
 
@@ -53,9 +52,7 @@ class DeviceGeneration(Generation):
     # -- one step, nothing from the host -------------------------------------------------------
     def _device_step(self) -> None:
         logits = self.decoder.step_on_device(self.state, self.t_dev, self.prev, (self.cond_layers, self.cond_out))
-        k = sample(logits, uniform(self.keys, self.t_dev))  # [B, 1]
-        self.codes.index_copy_(1, self.t_dev.view(1), k.to(torch.uint8))
-        self.prev.copy_((k[:, 0].to(torch.float32) - 128.0) / 128.0)
+        self.decoder.draw(logits, self.keys, self.t_dev, self.codes, self.prev)  # codes[:, t], prev
         self.t_dev.add_(1)
 
     def _steps(self, n: int) -> None:

@@ -21,6 +21,17 @@ is two kernels:
                (after ``gate`` has read that slot: the two kernels run in stream order) and adds
                the residual and skip parts to ``l`` and ``skip`` in place.
 
+and the rest of the step is three more (PyTorch: dozens, most of them the integer hash of the
+counter-based uniform; at a small batch the launches, not the maths, set the pace):
+
+    start      startconv over x[t-2], x[t-1], x[t] and skip_start; stores x[t] in its ring
+    head       relu, out1 + conditioning, relu, logits
+    sample     softmax, CDF, the uniform U(key, t) (rng's uint32 hash, recomputed bit for bit)
+               and the inverse-CDF class; writes codes[:, t] and the next input
+
+so a step is 64 launches (with the counter's increment) instead of about 400 in fp32 and
+520 in bf16 (PyTorch ops counted with torch.profiler).
+
 Each program owns a [BM voices x BN channels] tile; ``gate`` keeps two accumulators, the sigmoid
 half (channels c) and the tanh half (channels 512 + c), so the gate is applied in registers.
 
@@ -40,7 +51,7 @@ import os
 
 import torch
 
-__all__ = ["available", "interpreting", "gate", "res_skip", "why_unavailable"]
+__all__ = ["available", "interpreting", "start", "gate", "res_skip", "head", "sample", "why_unavailable"]
 
 try:  # Triton comes with the CUDA builds of torch; the CPU build has none
     import triton
@@ -110,7 +121,7 @@ if triton is not None:
                          B, d,
                          R: tl.constexpr, S: tl.constexpr, C: tl.constexpr,
                          BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                         PRECISION: tl.constexpr, WIDEN: tl.constexpr):
+                         PRECISION: tl.constexpr, WIDEN: tl.constexpr, STORE_INPUT: tl.constexpr):
         rows = tl.program_id(0) * BM + tl.arange(0, BM)
         cols = tl.program_id(1) * BN + tl.arange(0, BN)  # output channels in [0, R + S)
         live = rows[:, None] < B
@@ -123,6 +134,12 @@ if triton is not None:
                 g, w = g.to(tl.float32), w.to(tl.float32)
             acc = tl.dot(g, w, acc, input_precision=PRECISION)
         acc += tl.load(b_ptr + cols)[None, :]
+        if STORE_INPUT:  # the last layer (R = 0): its S / BN programs store x[t] in 2 BN-channel slices
+            t = tl.load(t_ptr)
+            lcols = tl.program_id(1) * (2 * BN) + tl.arange(0, 2 * BN)
+            here = rows[:, None] * C + lcols[None, :]
+            old = tl.load(l_ptr + here, mask=live, other=0.0)
+            tl.store(buf_ptr + (t % (2 * d)) * B * C + here, old.to(buf_ptr.dtype.element_ty), mask=live)
         if tl.program_id(1) * BN < R:  # a residual tile (BN divides R and S: no tile straddles)
             t = tl.load(t_ptr)
             here = rows[:, None] * C + cols[None, :]
@@ -132,6 +149,76 @@ if triton is not None:
         else:
             here = rows[:, None] * S + (cols[None, :] - R)
             tl.store(skip_ptr + here, tl.load(skip_ptr + here, mask=live, other=0.0) + acc, mask=live)
+
+    @triton.jit
+    def _mix32(x):
+        """The rng module's 32-bit finaliser on uint32 lanes (products wrap modulo 2^32)."""
+        x = x ^ (x >> 16)
+        x = ((x * 0x7FEB352D) & 0xFFFFFFFF).to(tl.uint32)
+        x = x ^ (x >> 15)
+        x = ((x * 0x846CA68B) & 0xFFFFFFFF).to(tl.uint32)
+        return x ^ (x >> 16)
+
+    @triton.jit
+    def _start_kernel(taps_ptr, t_ptr, x_ptr, w_ptr, b_ptr, ws_ptr, bs_ptr, l_ptr, skip_ptr,
+                      B, C: tl.constexpr, S: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
+                      PRECISION: tl.constexpr):
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        live1 = rows < B
+        live = live1[:, None]
+        t = tl.load(t_ptr)
+        x2 = tl.load(taps_ptr + (t % 2) * B + rows, mask=live1, other=0.0)[:, None]  # x[t-2]
+        x1 = tl.load(taps_ptr + ((t + 1) % 2) * B + rows, mask=live1, other=0.0)[:, None]  # x[t-1]
+        x0 = tl.load(x_ptr + rows, mask=live1, other=0.0)  # x[t]
+        skip = tl.zeros((BM, S), dtype=tl.float32)
+        scols = tl.arange(0, S)
+        for k0 in range(0, C, BK):  # startconv, one BK-channel slice at a time, straight into skip_start
+            ks = k0 + tl.arange(0, BK)
+            l = x2 * tl.load(w_ptr + ks)[None, :] + x1 * tl.load(w_ptr + C + ks)[None, :]
+            l = l + x0[:, None] * tl.load(w_ptr + 2 * C + ks)[None, :]
+            l = l + tl.load(b_ptr + ks)[None, :]
+            tl.store(l_ptr + rows[:, None] * C + ks[None, :], l, mask=live)
+            skip = tl.dot(l, tl.load(ws_ptr + ks[:, None] * S + scols[None, :]), skip, input_precision=PRECISION)
+        skip += tl.load(bs_ptr + scols)[None, :]
+        tl.store(skip_ptr + rows[:, None] * S + scols[None, :], skip, mask=live)
+        tl.debug_barrier()  # every thread of the program has read x[t-2] before it is overwritten
+        tl.store(taps_ptr + (t % 2) * B + rows, x0, mask=live1)
+
+    @triton.jit
+    def _head_kernel(skip_ptr, w1_ptr, cond_ptr, w2_ptr, b2_ptr, logits_ptr, B, cond_stride,
+                     S: tl.constexpr, Q: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr,
+                     PRECISION: tl.constexpr):
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        live = rows[:, None] < B
+        scols = tl.arange(0, S)
+        h = tl.zeros((BM, S), dtype=tl.float32)
+        for k0 in range(0, S, BK):
+            ks = k0 + tl.arange(0, BK)
+            sk = tl.maximum(tl.load(skip_ptr + rows[:, None] * S + ks[None, :], mask=live, other=0.0), 0.0)
+            h = tl.dot(sk, tl.load(w1_ptr + ks[:, None] * S + scols[None, :]), h, input_precision=PRECISION)
+        h = tl.maximum(h + tl.load(cond_ptr + rows[:, None] * cond_stride + scols[None, :], mask=live, other=0.0), 0.0)
+        for n0 in tl.static_range(0, Q, BN):
+            qs = n0 + tl.arange(0, BN)
+            out = tl.dot(h, tl.load(w2_ptr + scols[:, None] * Q + qs[None, :]), input_precision=PRECISION)
+            out += tl.load(b2_ptr + qs)[None, :]
+            tl.store(logits_ptr + rows[:, None] * Q + qs[None, :], out, mask=live)
+
+    @triton.jit
+    def _sample_kernel(logits_ptr, keys_ptr, t_ptr, codes_ptr, prev_ptr, B, total,
+                       Q: tl.constexpr, BM: tl.constexpr):
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        live1 = rows < B
+        logits = tl.load(logits_ptr + rows[:, None] * Q + tl.arange(0, Q)[None, :], mask=live1[:, None], other=0.0)
+        e = tl.exp(logits - tl.max(logits, axis=1)[:, None])
+        cdf = tl.cumsum(e / tl.sum(e, axis=1)[:, None], axis=1)  # [BM, Q]
+        t = tl.load(t_ptr)
+        key = tl.load(keys_ptr + rows, mask=live1, other=0).to(tl.uint32)
+        h = _mix32(key ^ _mix32((t & 0xFFFFFFFF).to(tl.uint32) ^ 0x85EBCA6B))
+        h = _mix32(h ^ (t >> 32).to(tl.uint32))
+        u = (h >> 8).to(tl.float32) * (1.0 / 16777216.0)  # == rng.uniform(keys, t), bit for bit
+        k = tl.minimum(tl.sum((cdf < u[:, None]).to(tl.int32), axis=1), Q - 1)  # inverse CDF
+        tl.store(codes_ptr + rows.to(tl.int64) * total + t, k.to(tl.uint8), mask=live1)
+        tl.store(prev_ptr + rows, (k.to(tl.float32) - 128.0) / 128.0, mask=live1)
 
 
 def _blocks(batch: int) -> tuple[int, int, int, int]:
@@ -176,15 +263,57 @@ def res_skip(g: torch.Tensor, w: torch.Tensor, b: torch.Tensor, l: torch.Tensor,
              blocks: tuple[int, int, int, int] | None = None) -> None:
     """In place: ``buf[t mod 2d] <- l`` and ``l += (g @ w + b)[:, :512]`` (when ``residual``),
     ``skip += `` the rest. ``w`` is [512, 768] (or [512, 256] for the last layer, ``residual``
-    False, which leaves ``l`` and ``buf`` to the caller). ``blocks`` as for :func:`gate`."""
+    False: then ``l`` is left alone and stored in the ring buffer). ``blocks`` as for :func:`gate`."""
     batch, c = g.shape
     r = c if residual else 0
     s = skip.shape[1]
     assert w.shape == (c, r + s) and l.is_contiguous() and skip.is_contiguous(), "res_skip: shapes"
     bm, bn, bk, warps = blocks or _blocks(batch)
     bn = min(bn, s)
+    assert residual or c == 2 * s, "res_skip: the last layer stores its input in 2 x BN-channel slices"
     precision, widen = _precision(w)
     grid = (triton.cdiv(batch, bm), (r + s) // bn)
     _res_skip_kernel[grid](g, w, b, l, skip, buf, t, batch, d,
                            R=r, S=s, C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen,
-                           num_warps=warps)
+                           STORE_INPUT=not residual, num_warps=warps)
+
+
+def start(taps: torch.Tensor, t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+          ws: torch.Tensor, bs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The start of a step: startconv over the scalar inputs x[t-2], x[t-1] (the two-slot ring
+    ``taps`` [2, B]) and ``x`` [B], then skip_start; stores ``x`` in the ring. Returns the first
+    layer input l [B, 512] and the skip sum [B, 256], float32."""
+    batch = x.shape[0]
+    c, s = w.shape[1], ws.shape[1]
+    l = torch.empty(batch, c, device=x.device, dtype=torch.float32)
+    skip = torch.empty(batch, s, device=x.device, dtype=torch.float32)
+    x = x.contiguous()  # a column of the teacher-forced audio is strided
+    bm, _, bk, warps = _blocks(batch)
+    precision, _ = _precision(ws)
+    _start_kernel[(triton.cdiv(batch, bm),)](taps, t, x, w, b, ws, bs, l, skip, batch, C=c, S=s, BM=bm,
+                                            BK=min(bk, 64), PRECISION=precision, num_warps=warps)
+    return l, skip
+
+
+def head(skip: torch.Tensor, w1: torch.Tensor, cond: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+    """logits [B, 256] = relu(relu(skip) @ w1 + cond) @ w2 + b2, float32 (``cond``: out1's
+    conditioning with its bias folded in; rows may be strided)."""
+    batch, s = skip.shape
+    q = w2.shape[1]
+    logits = torch.empty(batch, q, device=skip.device, dtype=torch.float32)
+    bm = max(16, min(32, triton.next_power_of_2(batch)))
+    precision, _ = _precision(w1)
+    _head_kernel[(triton.cdiv(batch, bm),)](skip, w1, cond, w2, b2, logits, batch, cond.stride(0),
+                                           S=s, Q=q, BM=bm, BK=64, BN=64, PRECISION=precision, num_warps=4)
+    return logits
+
+
+def sample(logits: torch.Tensor, keys: torch.Tensor, t: torch.Tensor, codes: torch.Tensor, prev: torch.Tensor) -> None:
+    """In place: ``codes[:, t]`` <- the inverse-CDF class of softmax(``logits``) at the counter-based
+    uniform U(key, t) (:mod:`onss_tui.model.rng`, recomputed in the kernel) and ``prev`` <- the
+    next input, (class - 128) / 128."""
+    batch, q = logits.shape
+    assert codes.dtype == torch.uint8 and codes.is_contiguous() and prev.is_contiguous(), "sample: buffers"
+    bm = max(16, min(32, triton.next_power_of_2(batch)))
+    _sample_kernel[(triton.cdiv(batch, bm),)](logits, keys, t, codes, prev, batch, codes.shape[1], Q=q, BM=bm,
+                                             num_warps=4)
