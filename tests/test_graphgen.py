@@ -134,3 +134,26 @@ def test_compact_state_rebuilds_the_ring_buffers_exactly(cls):
     with pytest.raises(ValueError, match="does not match"):
         cls(packed, e[:1], sound_keys(5, torch.as_tensor([4]))).load_state_dict(
             {**compact, "keys": sound_keys(5, torch.as_tensor([4]))})
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA")])])
+def test_compact_state_later_is_the_compact_state_at_the_time_of_the_call(device):
+    """The save taken while generation goes on: on a GPU, copies on a side stream into pinned
+    memory, one slice per save; whatever is generated afterwards, the state is the call's."""
+    packed = PackedDecoder(decoder(layers=3), device)
+    e, keys = enc(3, frames=2), sound_keys(5, torch.tensor([1, 2, 3]))
+    gen = DeviceGeneration(packed, e, keys, chunk=64, graphs=device == "cuda")
+    pending = []
+    for n in (100, 300, 0, 250):
+        gen.advance(n)
+        pending.append((gen.compact_state(), gen.compact_state_later()))
+    gen.advance(10_000)
+    for want, later in pending:
+        got = later()
+        assert got["t"] == want["t"] and torch.equal(got["codes"], want["codes"]) and torch.equal(got["keys"], want["keys"])
+    resumed = DeviceGeneration(packed, e, keys, chunk=64, graphs=device == "cuda")
+    resumed.load_state_dict(pending[1][1]())
+    assert resumed.compact_state_later()()["t"] == 400  # host copies start over after a load
+    resumed.advance(10_000)
+    assert torch.equal(resumed.codes, gen.codes)

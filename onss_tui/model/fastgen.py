@@ -24,6 +24,7 @@ in float32.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch.nn import functional as F
@@ -315,6 +316,7 @@ class Generation:
         self.prev = torch.zeros(batch, device=decoder.device)  # fed input for the next step
         self._cond = None
         self._cond_frame = -1
+        self._host_parts: list = []  # (end column, pinned host copy, its CUDA event): compact_state_later
 
     @property
     def t(self) -> int:
@@ -363,9 +365,44 @@ class Generation:
         return {"t": self.state.t, "codes": _snapshot(self.codes[:, : self.state.t]), "keys": _snapshot(self.keys),
                 "total": self.total}
 
+    def compact_state_later(self) -> Callable[[], dict]:
+        """:meth:`compact_state` without stalling a GPU: the samples made since the last call are
+        copied to pinned host memory on a side stream, behind the steps already queued, and the
+        host does not wait for them. Returns a function, for the writer thread, that waits for
+        the copy and builds the state. (Later steps only write later columns of the codes, so
+        the columns being copied stay as they are.) On a CPU the state is taken at once."""
+        if self.codes.device.type != "cuda":
+            state = self.compact_state()
+            return lambda: state
+        t, dev = self.state.t, self.codes.device
+        if not hasattr(self, "_copy_stream"):
+            self._copy_stream = torch.cuda.Stream(dev)
+        parts, start = self._host_parts, (self._host_parts[-1][0] if self._host_parts else 0)
+        if t > start:
+            side = self._copy_stream
+            side.wait_stream(torch.cuda.current_stream(dev))  # after the steps that made these samples
+            with torch.cuda.stream(side):
+                chunk = self.codes[:, start:t].contiguous()  # [B, t - start] on the device
+                host = torch.empty(chunk.shape, dtype=torch.uint8, pin_memory=True)
+                host.copy_(chunk, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record(side)
+            parts.append((t, host, done))
+        mine = list(parts)
+        keys, total = _snapshot(self.keys), self.total
+
+        def state() -> dict:
+            for _, _, done in mine:
+                done.synchronize()
+            codes = torch.cat([h for _, h, _ in mine], 1) if mine else torch.zeros(len(keys), 0, dtype=torch.uint8)
+            return {"t": t, "codes": codes, "keys": keys, "total": total}
+
+        return state
+
     def load_state_dict(self, d: dict) -> None:
         """Continue from a :meth:`state_dict` or a :meth:`compact_state`. Copies into the existing
         tensors (a captured CUDA graph keeps pointing at them)."""
+        self._host_parts = []  # the host copies of compact_state_later start over
         if int(d["total"]) != self.total or not torch.equal(d["keys"].cpu(), self.keys.cpu()):
             raise ValueError("saved generator state belongs to other sounds (keys or length differ)")
         if "decoder" not in d:

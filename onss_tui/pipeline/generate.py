@@ -83,7 +83,9 @@ class BackgroundSaver:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def save(self, state: dict) -> None:
+    def save(self, state: dict | Callable[[], dict]) -> None:
+        """Write ``state``, or what ``state()`` returns (called on the writer thread: a
+        :meth:`~onss_tui.model.fastgen.Generation.compact_state_later` waits for its copy there)."""
         self.wait()
         self._thread = threading.Thread(target=self._write, args=(state,), name="onss-state-writer", daemon=True)
         self._thread.start()
@@ -92,6 +94,8 @@ class BackgroundSaver:
         import torch
 
         try:
+            if callable(state):
+                state = state()
             with atomic_write(self.path, "wb") as f:
                 torch.save(state, f)
         except BaseException as exc:  # handed to the generating thread
@@ -155,7 +159,7 @@ def _generate_batch(model, embeddings, ids, seed, out, save_every, progress, on_
                     if progress:
                         progress(gen.t, gen.total)
                     if not gen.done:
-                        saver.save(gen.compact_state())  # written while the next samples are made
+                        saver.save(gen.compact_state_later())  # copied and written while the next samples are made
         finally:
             saver.wait()
         codes = gen.codes.cpu().numpy()
