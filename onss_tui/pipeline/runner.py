@@ -243,6 +243,11 @@ class Runner:
 
     FIDELITY_SAMPLES = 2048  # per clip, two clips: seconds on a GPU
 
+    def _fidelity_clips(self) -> np.ndarray:
+        """The run's first two prepared notes, on which precisions and kernels are measured."""
+        _, notes = load_notes(self.run.stage_dir("prepare"))
+        return np.asarray(notes[:2], dtype=np.float32)
+
     def _measures_precision(self) -> bool:
         """Whether ``auto`` is measured here: on a GPU (a CPU generates tiny sets, in fp32)."""
         return self._device().startswith("cuda")
@@ -326,8 +331,7 @@ class Runner:
         prepared notes (the precision measurement's clips and length)."""
         from onss_tui.model.fidelity import fidelity
 
-        _, notes = load_notes(self.run.stage_dir("prepare"))
-        clips = np.asarray(notes[:2], dtype=np.float32)
+        clips = self._fidelity_clips()
         model = self.model()
         reference = model.with_precision("fp32", kernels="torch")
         enc = reference.encode(clips)
@@ -339,9 +343,7 @@ class Runner:
         prepared notes (2 x FIDELITY_SAMPLES samples)."""
         from onss_tui.model.fidelity import choose_precision
 
-        _, notes = load_notes(self.run.stage_dir("prepare"))
-        clips = np.asarray(notes[:2], dtype=np.float32)
-        precision, measured = choose_precision(reference, clips, samples=self.FIDELITY_SAMPLES)
+        precision, measured = choose_precision(reference, self._fidelity_clips(), samples=self.FIDELITY_SAMPLES)
         self.run.update_state(precision=precision)
         self.emit("supervisor", "precision", chosen=precision, measured=[m.as_dict() for m in measured])
         return reference.with_precision(precision)
