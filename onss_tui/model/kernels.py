@@ -289,6 +289,7 @@ def start(taps: torch.Tensor, t: torch.Tensor, x: torch.Tensor, w: torch.Tensor,
     skip = torch.empty(batch, s, device=x.device, dtype=torch.float32)
     x = x.contiguous()  # a column of the teacher-forced audio is strided
     bm, _, bk, warps = _blocks(batch)
+    bm = min(bm, 64)  # the [BM, 256] skip accumulator stays in registers
     precision, _ = _precision(ws)
     _start_kernel[(triton.cdiv(batch, bm),)](taps, t, x, w, b, ws, bs, l, skip, batch, C=c, S=s, BM=bm,
                                             BK=min(bk, 64), PRECISION=precision, num_warps=warps)
