@@ -33,9 +33,16 @@ from onss_tui.model.decoder import RESIDUAL, SKIP, Decoder
 from onss_tui.model.encoder import HOP
 from onss_tui.model.rng import uniform
 
-__all__ = ["PackedDecoder", "DecoderState", "Generation", "KERNELS", "sample", "voice_bytes", "auto_batch"]
+__all__ = ["PackedDecoder", "DecoderState", "Generation", "KERNELS", "check_kernels", "sample", "voice_bytes", "auto_batch"]
 
 KERNELS = ("torch", "triton")  # how a layer step runs: PyTorch ops, or the fused kernels (model.kernels)
+
+
+def check_kernels(kernels: str) -> str:
+    """``kernels`` if it names a layer step; ValueError otherwise."""
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
+    return kernels
 
 
 def voice_bytes(dilations: list[int], dtype: torch.dtype, length: int = 64000) -> int:
@@ -101,9 +108,7 @@ class PackedDecoder:
                  kernels: str = "torch"):
         dev = torch.device(device)
         cdt = compute_dtype
-        if kernels not in KERNELS:
-            raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
-        if kernels == "triton":
+        if check_kernels(kernels) == "triton":
             from onss_tui.model import kernels as fused
 
             why = fused.why_unavailable(dev)
@@ -317,6 +322,7 @@ class Generation:
         self._cond = None
         self._cond_frame = -1
         self._host_parts: list = []  # (end column, pinned host copy, its CUDA event): compact_state_later
+        self._copy_stream: torch.cuda.Stream | None = None  # made by the first compact_state_later on a GPU
 
     @property
     def t(self) -> int:
@@ -336,10 +342,13 @@ class Generation:
             if t // HOP != self._cond_frame:
                 self._cond_frame = t // HOP
                 self._cond = dec.condition(self.enc[:, self._cond_frame])
-            logits = dec.step(self.state, self.prev, self._cond)
-            if dec.kernels == "triton":  # the fused sampler, as DeviceGeneration draws
-                dec.draw(logits, self.keys, torch.tensor(t, dtype=torch.int64, device=dec.device), self.codes, self.prev)
+            if dec.kernels == "triton":  # the fused step and sampler read the counter from the device
+                at = torch.tensor(t, dtype=torch.int64, device=dec.device)
+                logits = dec.step_on_device(self.state, at, self.prev, self._cond)
+                self.state.t = t + 1
+                dec.draw(logits, self.keys, at, self.codes, self.prev)
             else:
+                logits = dec.step(self.state, self.prev, self._cond)
                 k = sample(logits, uniform(self.keys, t))[:, 0]  # [B]
                 self.codes[:, t] = k.to(torch.uint8)
                 self.prev = (k.to(torch.float32) - 128.0) / 128.0
@@ -375,7 +384,7 @@ class Generation:
             state = self.compact_state()
             return lambda: state
         t, dev = self.state.t, self.codes.device
-        if not hasattr(self, "_copy_stream"):
+        if self._copy_stream is None:
             self._copy_stream = torch.cuda.Stream(dev)
         parts, start = self._host_parts, (self._host_parts[-1][0] if self._host_parts else 0)
         if t > start:

@@ -14,7 +14,7 @@ import torch
 
 from onss_tui.model.decoder import Decoder
 from onss_tui.model.encoder import HOP, Encoder
-from onss_tui.model.fastgen import KERNELS, Generation, PackedDecoder
+from onss_tui.model.fastgen import Generation, PackedDecoder, check_kernels
 from onss_tui.model.mulaw import INV_MU_LAW_TABLE, scaled_input
 from onss_tui.model.rng import sound_keys
 from onss_tui.model.weights import load_tf_variables, read_checkpoint_variables, variable_shapes
@@ -22,6 +22,12 @@ from onss_tui.model.weights import load_tf_variables, read_checkpoint_variables,
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 __all__ = ["NSynth", "PRECISIONS"]
+
+
+def _check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return precision
 
 
 def _device(device: str | torch.device) -> torch.device:
@@ -38,13 +44,9 @@ class NSynth:
     """Encoder + decoder with the published ``wavenet-ckpt`` weights (or any with its names and shapes)."""
 
     def __init__(self, device: str | torch.device = "cpu", precision: str = "fp32", kernels: str = "torch"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        if kernels not in KERNELS:
-            raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
         self.device = _device(device)
-        self.precision = precision
-        self.kernels = kernels  # the generator's layer step: PyTorch ops or the fused Triton kernels
+        self.precision = _check_precision(precision)
+        self.kernels = check_kernels(kernels)  # the generator's layer step: PyTorch ops or fused Triton kernels
         self.encoder = Encoder().eval()
         self.decoder = Decoder().eval()
         self._packed: PackedDecoder | None = None
@@ -82,12 +84,8 @@ class NSynth:
     def with_precision(self, precision: str, kernels: str | None = None) -> "NSynth":
         """The same weights (shared, not copied) run in another precision (and with other kernels)."""
         other = NSynth.__new__(NSynth)
-        kernels = self.kernels if kernels is None else kernels
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        if kernels not in KERNELS:
-            raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
-        other.device, other.precision, other.kernels = self.device, precision, kernels
+        other.device, other.precision = self.device, _check_precision(precision)
+        other.kernels = self.kernels if kernels is None else check_kernels(kernels)
         other.encoder, other.decoder, other.source = self.encoder, self.decoder, self.source
         other._packed = None
         return other
