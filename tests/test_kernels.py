@@ -7,6 +7,10 @@ switch between the host and the device counter bit for bit, as the PyTorch one d
 """
 
 import copy
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -22,6 +26,8 @@ from onss_tui.model.rng import sound_keys  # noqa: E402
 from tests.test_graphgen import decoder, enc  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+# the interpreter's tiles (few, large programs); a GPU would spend minutes compiling those
+LARGE = (32, 256, 512, 1) if DEVICE.type == "cpu" else (32, 64, 128, 4)
 TOL = {torch.float32: 2e-5, torch.bfloat16: 1.6e-2}  # bf16: one unit in the last place of g near 1
 
 
@@ -59,11 +65,11 @@ def test_gpu_sized_tiles_loop_over_k_and_tile_the_batch(dtype):
     w, cond = rand(1536, 1024, dtype=dtype, scale=1 / 40, seed=3), rand(batch, 1024, seed=4)
     step = torch.tensor(t, dtype=torch.int64, device=DEVICE)
     small = kernels.gate(buf, step, l, w, cond, d, blocks=(16, 16, 64, 4))
-    large = kernels.gate(buf, step, l, w, cond, d, blocks=(32, 256, 512, 1))
+    large = kernels.gate(buf, step, l, w, cond, d, blocks=LARGE)
     assert (small.float() - large.float()).abs().max().item() <= TOL[dtype]
     w_rs, b_rs, skip = rand(512, 768, dtype=dtype, scale=1 / 20, seed=5), rand(768, seed=6), rand(batch, 256, seed=7)
     outs = []
-    for blocks in [(16, 16, 64, 4), (32, 256, 512, 1)]:
+    for blocks in [(16, 16, 64, 4), LARGE]:
         l2, skip2, buf2 = l.clone(), skip.clone(), buf.clone()
         kernels.res_skip(large, w_rs, b_rs, l2, skip2, buf2, step, d, residual=True, blocks=blocks)
         outs.append((l2, skip2, buf2))
@@ -218,7 +224,7 @@ def test_asking_for_the_kernels_where_they_cannot_run_says_why(monkeypatch):
 
 
 def test_nsynth_keeps_its_kernels_across_precisions():
-    model = random_model("cpu", "fp32").with_precision("bf16", kernels="triton")
+    model = random_model(str(DEVICE), "fp32").with_precision("bf16", kernels="triton")
     assert model.kernels == "triton" and model.with_precision("fp32").kernels == "triton"
     assert "kernels='triton'" in repr(model)
     assert model.packed().kernels == "triton" and model.packed().compute_dtype == torch.bfloat16
@@ -240,3 +246,79 @@ def test_choose_kernels_times_both_and_lets_the_caller_veto_the_fused_ones():
     assert set(rates) == {"torch", "triton"} and all(r > 0 for r in rates.values())
     assert choice == "torch"  # PyTorch needs no check; the fused kernels were asked about only if faster
     assert asked == (["triton"] if rates["triton"] > rates["torch"] else [])
+
+
+HOPPER_SHARED = 232_448  # bytes of shared memory one program may use on an H100 / H200 (227 KB)
+TRITON_TYPES = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.int64: "*i64", torch.uint8: "*u8"}
+
+
+def _launches_of_a_step(monkeypatch, batch: int, precision: str) -> list:
+    """The (kernel, arguments, options) a GPU would get for one fused generation step of ``batch``
+    voices: the engine's own wrappers run with _launch recorded instead of executed, and the
+    tiles and dot precisions a GPU uses (not the interpreter's)."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # a CPU decoder may ask for the kernels
+    packed = PackedDecoder(decoder(layers=2), "cpu", dtype, kernels="triton")  # 2 layers: every kernel, both res_skips
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", precision == "tf32")
+    seen = []
+    monkeypatch.setattr(kernels, "_launch", lambda kernel, grid, *args, **meta: seen.append((kernel, args, meta)))
+    gen = Generation(packed, enc(batch, frames=1), sound_keys(1, torch.arange(batch)))
+    gen.advance(1)
+    return seen
+
+
+COMPILE_FOR_HOPPER = """
+import json, os, sys
+os.environ.pop("TRITON_INTERPRET", None)  # compile: the @triton.jit functions, not the interpreter's
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from onss_tui.model import kernels
+out = []
+for name, signature, constexprs, options in json.load(sys.stdin):
+    src = ASTSource(getattr(kernels, name), signature, constexprs=constexprs)
+    out.append(triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options).metadata.shared)
+print(json.dumps(out))
+"""
+
+
+def _compile_for_hopper(launches) -> list[int]:
+    """Each (kernel, args, meta) compiled for sm_90 in a fresh interpreter (this one's kernels may
+    be the interpreter's); the shared memory each program needs, in bytes."""
+    jobs = []
+    for kernel, args, meta in launches:
+        meta = dict(meta)
+        options = {k: meta.pop(k) for k in ("num_warps", "num_stages") if k in meta}
+        names = [n for n in kernel.arg_names if n not in meta]
+        signature = {n: TRITON_TYPES[a.dtype] if isinstance(a, torch.Tensor) else "i32" for n, a in zip(names, args)}
+        signature.update({n: "constexpr" for n in meta})
+        job = [kernel.fn.__name__, signature, meta, options]
+        if job not in jobs:
+            jobs.append(job)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", COMPILE_FOR_HOPPER], input=json.dumps(jobs), env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return list(zip([j[0] for j in jobs], json.loads(done.stdout)))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "tf32", "fp32"])
+def test_every_launch_of_a_step_compiles_for_hopper_within_its_shared_memory(monkeypatch, precision):
+    """What the interpreter cannot see: Triton's compiler for an H100 (sm_90) accepts each kernel
+    as the engine launches it at batches 1 to 8192, and each fits in an SM's shared memory (the
+    first GPU session found a variable redefined with another shape, and float32 operand tiles
+    that needed 264 KB). No GPU is needed: Triton compiles for a target it is told."""
+    try:
+        from triton.backends.nvidia.compiler import CUDABackend  # noqa: F401
+    except ImportError:
+        pytest.skip("this Triton has no NVIDIA backend")
+    launches = []
+    for batch in (1, 16, 64, 512, 8192):
+        launches += _launches_of_a_step(monkeypatch, batch, precision)
+        monkeypatch.undo()
+    compiled = _compile_for_hopper(launches)
+    assert {name for name, _ in compiled} == {"_start_kernel", "_gate_kernel", "_res_skip_kernel", "_head_kernel",
+                                              "_sample_kernel"}
+    too_big = [(name, shared) for name, shared in compiled if shared > HOPPER_SHARED]
+    assert not too_big, f"shared memory over {HOPPER_SHARED} bytes: {too_big}"

@@ -137,9 +137,9 @@ if triton is not None:
         if STORE_INPUT:  # the last layer (R = 0): its S / BN programs store x[t] in 2 BN-channel slices
             t = tl.load(t_ptr)
             lcols = tl.program_id(1) * (2 * BN) + tl.arange(0, 2 * BN)
-            here = rows[:, None] * C + lcols[None, :]
-            old = tl.load(l_ptr + here, mask=live, other=0.0)
-            tl.store(buf_ptr + (t % (2 * d)) * B * C + here, old.to(buf_ptr.dtype.element_ty), mask=live)
+            lhere = rows[:, None] * C + lcols[None, :]
+            lold = tl.load(l_ptr + lhere, mask=live, other=0.0)
+            tl.store(buf_ptr + (t % (2 * d)) * B * C + lhere, lold.to(buf_ptr.dtype.element_ty), mask=live)
         if tl.program_id(1) * BN < R:  # a residual tile (BN divides R and S: no tile straddles)
             t = tl.load(t_ptr)
             here = rows[:, None] * C + cols[None, :]
@@ -147,8 +147,8 @@ if triton is not None:
             tl.store(buf_ptr + (t % (2 * d)) * B * C + here, old.to(buf_ptr.dtype.element_ty), mask=live)
             tl.store(l_ptr + here, old + acc, mask=live)
         else:
-            here = rows[:, None] * S + (cols[None, :] - R)
-            tl.store(skip_ptr + here, tl.load(skip_ptr + here, mask=live, other=0.0) + acc, mask=live)
+            shere = rows[:, None] * S + (cols[None, :] - R)
+            tl.store(skip_ptr + shere, tl.load(skip_ptr + shere, mask=live, other=0.0) + acc, mask=live)
 
     @triton.jit
     def _mix32(x):
@@ -240,6 +240,26 @@ def _precision(w: torch.Tensor) -> tuple[str, bool]:
     return ("tf32" if tf32 else "ieee"), interpreting() and w.dtype == torch.bfloat16
 
 
+def _launch(kernel, grid, *args, **meta) -> None:
+    """Every launch goes through here (a test records them to compile each for a Hopper GPU)."""
+    kernel[grid](*args, **meta)
+
+
+def _fp32_precision() -> str:
+    """tl.dot's input precision for the float32 layers around the stack (startconv's skip, out1,
+    logits): TF32 where torch allows it; else three TF32 passes (``tf32x3``: about float32's
+    accuracy on the tensor cores; plain float32 dots run on the CUDA cores, many times slower).
+    The interpreter multiplies in float32 whatever is asked."""
+    if torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return "ieee" if interpreting() else "tf32x3"
+
+
+def _tiles(blocks: tuple[int, ...]) -> tuple[int, int, int, int, int]:
+    """(BM, BN, BK, warps, stages) from _blocks() or a test's 4-tuple (3 pipeline stages)."""
+    return (*blocks, 3) if len(blocks) == 4 else tuple(blocks)
+
+
 def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, cond: torch.Tensor,
          d: int, out: torch.Tensor | None = None, blocks: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """g [B, 512] in ``w``'s dtype from the ring buffer ``buf`` [2d, B, 512], the device step
@@ -250,11 +270,11 @@ def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, c
     assert two_d == 2 * d and w.shape == (3 * c, 2 * c) and cond.stride(1) == 1, "gate: shapes"
     if out is None:
         out = torch.empty(batch, c, device=l.device, dtype=w.dtype)
-    bm, bn, bk, warps = blocks or _blocks(batch)
+    bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch))
     precision, widen = _precision(w)
     grid = (triton.cdiv(batch, bm), c // bn)
-    _gate_kernel[grid](buf, t, l, w, cond, out, batch, d, cond.stride(0),
-                       C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, num_warps=warps)
+    _launch(_gate_kernel, grid, buf, t, l, w, cond, out, batch, d, cond.stride(0),
+            C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, num_warps=warps, num_stages=stages)
     return out
 
 
@@ -268,14 +288,14 @@ def res_skip(g: torch.Tensor, w: torch.Tensor, b: torch.Tensor, l: torch.Tensor,
     r = c if residual else 0
     s = skip.shape[1]
     assert w.shape == (c, r + s) and l.is_contiguous() and skip.is_contiguous(), "res_skip: shapes"
-    bm, bn, bk, warps = blocks or _blocks(batch)
+    bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch))
     bn = min(bn, s)
     assert residual or c == 2 * s, "res_skip: the last layer stores its input in 2 x BN-channel slices"
     precision, widen = _precision(w)
     grid = (triton.cdiv(batch, bm), (r + s) // bn)
-    _res_skip_kernel[grid](g, w, b, l, skip, buf, t, batch, d,
-                           R=r, S=s, C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen,
-                           STORE_INPUT=not residual, num_warps=warps)
+    _launch(_res_skip_kernel, grid, g, w, b, l, skip, buf, t, batch, d,
+            R=r, S=s, C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen,
+            STORE_INPUT=not residual, num_warps=warps, num_stages=stages)
 
 
 def start(taps: torch.Tensor, t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
@@ -288,11 +308,11 @@ def start(taps: torch.Tensor, t: torch.Tensor, x: torch.Tensor, w: torch.Tensor,
     l = torch.empty(batch, c, device=x.device, dtype=torch.float32)
     skip = torch.empty(batch, s, device=x.device, dtype=torch.float32)
     x = x.contiguous()  # a column of the teacher-forced audio is strided
-    bm, _, bk, warps = _blocks(batch)
+    bm, _, bk, warps, _ = _tiles(_blocks(batch))
     bm = min(bm, 64)  # the [BM, 256] skip accumulator stays in registers
-    precision, _ = _precision(ws)
-    _start_kernel[(triton.cdiv(batch, bm),)](taps, t, x, w, b, ws, bs, l, skip, batch, C=c, S=s, BM=bm,
-                                            BK=min(bk, 64), PRECISION=precision, num_warps=warps)
+    # BK 32, 2 stages: the float32 (tf32x3) operand tiles stay within a Hopper SM's 227 KB of shared memory
+    _launch(_start_kernel, (triton.cdiv(batch, bm),), taps, t, x, w, b, ws, bs, l, skip, batch,
+            C=c, S=s, BM=bm, BK=min(bk, 32), PRECISION=_fp32_precision(), num_warps=warps, num_stages=2)
     return l, skip
 
 
@@ -302,10 +322,10 @@ def head(skip: torch.Tensor, w1: torch.Tensor, cond: torch.Tensor, w2: torch.Ten
     batch, s = skip.shape
     q = w2.shape[1]
     logits = torch.empty(batch, q, device=skip.device, dtype=torch.float32)
-    bm = max(16, min(32, triton.next_power_of_2(batch)))
-    precision, _ = _precision(w1)
-    _head_kernel[(triton.cdiv(batch, bm),)](skip, w1, cond, w2, b2, logits, batch, cond.stride(0),
-                                           S=s, Q=q, BM=bm, BK=64, BN=64, PRECISION=precision, num_warps=4)
+    bm = max(16, min(32, triton.next_power_of_2(batch)))  # [BM, 256] float32 h; 64 KB of shared memory at 32
+    bk = 64 if interpreting() else 32
+    _launch(_head_kernel, (triton.cdiv(batch, bm),), skip, w1, cond, w2, b2, logits, batch, cond.stride(0),
+            S=s, Q=q, BM=bm, BK=bk, BN=64, PRECISION=_fp32_precision(), num_warps=4, num_stages=2)
     return logits
 
 
@@ -316,5 +336,5 @@ def sample(logits: torch.Tensor, keys: torch.Tensor, t: torch.Tensor, codes: tor
     batch, q = logits.shape
     assert codes.dtype == torch.uint8 and codes.is_contiguous() and prev.is_contiguous(), "sample: buffers"
     bm = max(16, min(32, triton.next_power_of_2(batch)))
-    _sample_kernel[(triton.cdiv(batch, bm),)](logits, keys, t, codes, prev, batch, codes.shape[1], Q=q, BM=bm,
-                                             num_warps=4)
+    _launch(_sample_kernel, (triton.cdiv(batch, bm),), logits, keys, t, codes, prev, batch, codes.shape[1],
+            Q=q, BM=bm, num_warps=4)

@@ -1,0 +1,88 @@
+"""Time the fused gate / res_skip kernels alone over tile shapes (a GPU is needed).
+
+    python benchmarks/tune_tiles.py --batch 1 64 4096
+
+For each batch and candidate (BM, BN, BK, warps, stages) it prints microseconds per launch and the
+TFLOP/s; _blocks() in onss_tui/model/kernels.py is then set from the winners (no autotuning at run
+time: the tiles fix the summation order, which bit-exact resumes rely on)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import torch
+import triton
+from triton.testing import do_bench
+
+from onss_tui.model import kernels as K
+
+C, S, D = 512, 256, 64
+
+
+def gate_us(batch, dtype, cfg):
+    bm, bn, bk, warps, stages = cfg
+    buf = torch.randn(2 * D, batch, C, device="cuda").to(dtype)
+    l = torch.randn(batch, C, device="cuda")
+    w = (torch.randn(3 * C, 2 * C, device="cuda") / 40).to(dtype)
+    cond = torch.randn(batch, 2 * C, device="cuda")
+    g = torch.empty(batch, C, device="cuda", dtype=dtype)
+    t = torch.tensor(77, device="cuda")
+    prec, widen = K._precision(w)
+    grid = (triton.cdiv(batch, bm), C // bn)
+
+    def go():
+        K._gate_kernel[grid](buf, t, l, w, cond, g, batch, D, cond.stride(0), C=C, BM=bm, BN=bn, BK=bk,
+                             PRECISION=prec, WIDEN=widen, num_warps=warps, num_stages=stages)
+    return do_bench(go, warmup=20, rep=100) * 1000, batch * 3 * C * 2 * C * 2
+
+
+def res_skip_us(batch, dtype, cfg):
+    bm, bn, bk, warps, stages = cfg
+    g = torch.randn(batch, C, device="cuda").to(dtype)
+    w = (torch.randn(C, C + S, device="cuda") / 20).to(dtype)
+    b = torch.randn(C + S, device="cuda")
+    l = torch.randn(batch, C, device="cuda")
+    skip = torch.randn(batch, S, device="cuda")
+    buf = torch.zeros(2 * D, batch, C, device="cuda", dtype=dtype)
+    t = torch.tensor(77, device="cuda")
+    prec, widen = K._precision(w)
+    grid = (triton.cdiv(batch, bm), (C + S) // bn)
+
+    def go():
+        K._res_skip_kernel[grid](g, w, b, l, skip, buf, t, batch, D, R=C, S=S, C=C, BM=bm, BN=bn, BK=bk,
+                                 PRECISION=prec, WIDEN=widen, STORE_INPUT=False, num_warps=warps, num_stages=stages)
+    return do_bench(go, warmup=20, rep=100) * 1000, batch * C * (C + S) * 2
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 64, 4096])
+    ap.add_argument("--dtype", default="bf16")
+    args = ap.parse_args()
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    for batch in args.batch:
+        if batch <= 16:
+            cands = [(16, bn, bk, w, s) for bn, bk, w, s in itertools.product([16, 32], [64, 128], [1, 2, 4], [1, 3])]
+        elif batch <= 256:
+            cands = [(bm, bn, bk, w, s) for bm, bn, bk, w, s in itertools.product([16, 32, 64], [16, 32, 64], [64], [4], [2, 3])]
+        else:
+            cands = [(bm, bn, bk, w, s) for bm, bn, bk, w, s in itertools.product([64, 128], [64, 128], [64], [4, 8], [3, 4])]
+            cands += [(256, 64, 64, 8, 3), (128, 64, 32, 4, 4), (128, 64, 32, 8, 5)]
+        for name, fn in [("gate", gate_us), ("res_skip", res_skip_us)]:
+            rows = []
+            for cfg in cands:
+                if name == "res_skip" and cfg[1] > 256:
+                    continue
+                try:
+                    us, flop = fn(batch, dtype, cfg)
+                except Exception as e:  # a tile that does not fit in shared memory
+                    print(f"{name} batch {batch} {cfg}: {type(e).__name__}")
+                    continue
+                rows.append((us, cfg, flop / us / 1e6))
+            for us, cfg, tf in sorted(rows)[:6]:
+                print(f"{name} {args.dtype} batch {batch} {cfg}: {us:.1f} us  {tf:.0f} TFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
