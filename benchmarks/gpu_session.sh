@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run THERE (on the GPU machine, through the device tool, with carry [".device"]):
 #   bash benchmarks/gpu_session.sh tests    the CUDA tests (graphs, fused kernels, parity, OOM), ~3 min
-#   bash benchmarks/gpu_session.sh bench    onss bench: every precision x kernels x batch, fidelity, ~6 min
+#   bash benchmarks/gpu_session.sh bench    onss bench: every precision x kernels x batch, fidelity, ~5 min
+#   bash benchmarks/gpu_session.sh tune     tile sweeps of gate / res_skip at batches 4096, 512, 64, 1
+#   bash benchmarks/gpu_session.sh profile  where a bf16 step's GPU time goes, fused and PyTorch
 # Everything it prints also lands in $OUT (pytest.log, bench.md, bench.json, env.txt), which the
 # device tool brings back. Prepare .device/ first with benchmarks/gpu_prepare.sh (here).
 set -uo pipefail
@@ -21,15 +23,23 @@ fi
 } 2>&1 | tee "$OUT/env.txt"
 case "${1:-tests}" in
   tests)
-    python3 -m pytest -q -p no:cacheprovider -o addopts="" \
+    python3 -m pytest -q -p no:cacheprovider -o addopts="" --timeout=120 -rfE \
       tests/test_kernels.py tests/test_graphgen.py tests/test_precision.py tests/test_model_golden.py \
       tests/faults/test_kill_and_space.py::test_out_of_memory_halves_the_batch \
       2>&1 | tee "$OUT/pytest.log"
     ;;
   bench)
     python3 -m onss_tui.cli bench --device cuda --precision bf16 tf32 fp32 --kernels torch triton \
-      --batch 1 64 512 2048 4096 --steps 256 ${ONSS_GOLDEN:+--golden "$ONSS_GOLDEN"} --fidelity-samples 4096 \
+      --batch 1 64 512 2048 4096 --steps 128 ${ONSS_GOLDEN:+--golden "$ONSS_GOLDEN"} --fidelity-samples 2048 \
       --no-save --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.md"
     ;;
-  *) echo "usage: gpu_session.sh tests|bench"; exit 2 ;;
+  tune)
+    python3 benchmarks/tune_tiles.py --batch 4096 512 64 1 2>&1 | tee "$OUT/tune.txt"
+    ;;
+  profile)
+    for k in triton torch; do
+      python3 benchmarks/profile_step.py --precision bf16 --kernels $k --batch 1 4096 --rows 8 2>&1 | tee -a "$OUT/profile.txt"
+    done
+    ;;
+  *) echo "usage: gpu_session.sh tests|bench|tune|profile"; exit 2 ;;
 esac
