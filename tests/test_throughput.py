@@ -99,3 +99,48 @@ def test_onss_bench_names_a_wrong_golden_folder(tmp_path):
     p = subprocess.run([sys.executable, "-m", "onss_tui.cli", "bench", "--device", "cpu", "--golden", str(tmp_path)],
                        capture_output=True, text=True, env={**os.environ, "ONSS_DATA_DIR": str(tmp_path)})
     assert p.returncode == 2 and str(tmp_path) in p.stderr and "nsynth_reference.npz" in p.stderr
+
+
+def test_a_run_with_few_sounds_gets_the_rate_of_a_batch_it_can_fill():
+    """A 4096-voice rate is no promise for 40 sounds: only batches up to each device's share count,
+    and below the smallest batch measured the rate scales with the voices."""
+    results = [result(H100, ("bf16", 1, 1.5e3), ("bf16", 64, 7.5e4), ("bf16", 4096, 1.5e6))]
+    assert rate(H100, "bf16", results, voices=100_000) == (1.5e6, "bf16")
+    assert rate(H100, "bf16", results, voices=100) == (7.5e4, "bf16")
+    assert rate(H100, "bf16", results, voices=1) == (1.5e3, "bf16")
+    only_big = [result(H100, ("bf16", 4096, 1.5e6))]
+    assert rate(H100, "bf16", only_big, voices=1024) == (1.5e6 / 4, "bf16")
+    two = project(200, 64_000, [H100, H100], "bf16", results)  # 100 voices each: the batch-64 rate
+    assert two.seconds == pytest.approx(200 * 64_000 / (2 * 7.5e4))
+
+
+def test_an_unmeasured_gpu_model_onss_measured_is_projected_from_that_and_says_so():
+    """The H100 figures in docs/benchmarks.md ship with onss: a user's H100 gets a projection
+    before its own `onss bench`, marked as onss's measurement; the user's own figures win."""
+    from onss_tui.pipeline.throughput import reference_results
+
+    refs = reference_results()
+    h100 = next(r for r in refs if r["device"] == H100)
+    assert h100["date"] == "2026-11-25" and {r["precision"] for r in h100["runs"]} == {"bf16", "tf32", "fp32"}
+    best = max(r["samples_per_s"] for r in h100["runs"] if r["precision"] == "bf16")
+    shipped = project(118_016, 64_000, [H100], "auto", results=[])
+    assert shipped.seconds == pytest.approx(118_016 * 64_000 / best)
+    assert "from onss's measurement of this GPU model on 2026-11-25" in shipped.text and "onss bench" in shipped.text
+    own = project(118_016, 64_000, [H100], "auto", results=[result(H100, ("bf16", 8192, 1e6))])
+    assert own.seconds == pytest.approx(118_016 * 64_000 / 1e6) and "(bf16, measured)" in own.text
+    assert project(10, 64_000, ["NVIDIA L4"], "auto", results=[]).seconds is None
+
+
+def test_the_package_data_a_wheel_needs_is_declared():
+    """Every file of the package that is not a module (the TUI's stylesheet, the reference
+    measurements) is matched by pyproject's package-data, or a `pip install .` would lose it."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["onss_tui"]
+    data = [p.relative_to(root / "onss_tui").as_posix() for p in (root / "onss_tui").rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert "tui/onss.tcss" in data and "pipeline/reference_bench.json" in data
+    assert [f for f in data if not any(fnmatch.fnmatch(f, g) for g in globs)] == []

@@ -142,7 +142,8 @@ async def test_projection_uses_measured_figures_for_the_gpus_present(demo):
         await pilot.pause()
         text = str(screen.query_one("#estimate", Static).render())
         n = int(text.split(" unique")[0].replace(",", ""))
-        minutes = n * 64000 / 4e6 / 60
+        voices = -(-n // 2)  # each GPU's share of the sounds: fewer voices than the 4096 measured
+        minutes = n * 64000 / (2 * 2e6 * min(1, voices / 4096)) / 60
         assert f"on 2 x {H100} (bf16, measured)" in text
         assert (f"about {minutes:.0f} min" if minutes >= 1.5 else f"about {minutes * 60:.0f} s") in text
         screen.query_one("#gpus", Select).value = "1"
@@ -152,13 +153,24 @@ async def test_projection_uses_measured_figures_for_the_gpus_present(demo):
 
 
 async def test_projection_is_unknown_without_a_measurement(demo):
-    app = app_for(demo, probe_fn=lambda: fake_probe(1), bench_results=lambda: bench("NVIDIA A100-SXM4-40GB", 1e6))
+    l4 = "NVIDIA L4"  # a model neither this machine nor onss measured
+    app = app_for(demo, probe_fn=lambda: fake_probe(1, name=l4), bench_results=lambda: bench("NVIDIA A100-SXM4-40GB", 1e6))
     async with app.run_test(size=SIZE) as pilot:
         await walk_to(pilot, GridScreen)
         app.screen.query_one("#engine", Select).value = "nsynth"
         await pilot.pause()
         text = str(app.screen.query_one("#estimate", Static).render())
-        assert f"unknown: {H100} not measured yet (run `onss bench`" in text
+        assert f"unknown: {l4} not measured yet (run `onss bench`" in text
+
+
+async def test_an_h100_nobody_benchmarked_here_is_projected_from_onss_measurement(demo):
+    app = app_for(demo, probe_fn=lambda: fake_probe(1), bench_results=lambda: [])
+    async with app.run_test(size=SIZE) as pilot:
+        await walk_to(pilot, GridScreen)
+        app.screen.query_one("#engine", Select).value = "nsynth"
+        await pilot.pause()
+        text = str(app.screen.query_one("#estimate", Static).render())
+        assert f"on 1 x {H100} (bf16, from onss's measurement of this GPU model on 2026-11-25" in text
 
 
 async def test_environment_compares_free_disk_with_the_recipes_need(demo):

@@ -2,8 +2,10 @@
 
 Projections come only from measurements: ``onss bench`` writes its result for the device it ran on
 into ``<data dir>/bench/<device>.json``; :func:`rate` reads the best samples/s measured there for a
-device name and precision. A device never measured has no rate, and its projection is "unknown":
-a guess from a datasheet would be a promise nobody measured.
+device name and precision, at a batch the run can fill. Where this machine has not measured a
+device, onss's own measurements of that GPU model (``reference_bench.json``, dated, the table in
+docs/benchmarks.md) stand in, and the projection says so. A device nobody measured has no rate,
+and its projection is "unknown": a guess from a datasheet would be a promise nobody measured.
 
 Device names are the ones NVML and torch both report for a GPU ("NVIDIA H100 80GB HBM3"), so the
 wizard's NVML probe finds what a benchmark stored through torch.
@@ -19,7 +21,8 @@ from pathlib import Path
 
 from onss_tui.atomic import atomic_write_text
 
-__all__ = ["bench_dir", "save_result", "load_results", "rate", "Projection", "project", "cpu_name", "human_time"]
+__all__ = ["bench_dir", "save_result", "load_results", "reference_results", "rate", "Projection", "project",
+           "cpu_name", "human_time"]
 
 PRECISION_ORDER = ("bf16", "tf32", "fp32")  # what "auto" prefers, fastest first
 
@@ -55,16 +58,36 @@ def load_results(folder: Path | None = None) -> list[dict]:
     return out
 
 
-def rate(device: str, precision: str = "auto", results: list[dict] | None = None) -> tuple[float, str] | None:
+def reference_results() -> list[dict]:
+    """onss's own measurements of GPU models (shipped with the package); [] if the file is unreadable."""
+    try:
+        data = json.loads((Path(__file__).with_name("reference_bench.json")).read_text())
+    except (OSError, ValueError):
+        return []
+    return [r for r in data if isinstance(r, dict) and isinstance(r.get("device"), str)
+            and isinstance(r.get("runs"), list)] if isinstance(data, list) else []
+
+
+def rate(device: str, precision: str = "auto", results: list[dict] | None = None,
+         voices: int | None = None) -> tuple[float, str] | None:
     """The best measured samples/s (summed over the batch) on ``device``, and the precision it was
-    measured at; None when this device was never measured at that precision."""
+    measured at; None when this device was never measured at that precision. ``voices``: how many
+    notes the device can generate at once in the run (its share of the sounds): batches larger
+    than that do not count, and below the smallest batch measured the rate scales with the voices."""
     results = load_results() if results is None else results
     wanted = PRECISION_ORDER if precision == "auto" else (precision,)
     for p in wanted:
-        best = [float(r["samples_per_s"]) for res in results if res["device"] == device
+        runs = [(int(r.get("batch") or 1), float(r["samples_per_s"])) for res in results if res["device"] == device
                 for r in res["runs"] if r.get("precision") == p and isinstance(r.get("samples_per_s"), (int, float))]
-        if best:
-            return max(best), p
+        if not runs:
+            continue
+        if voices is None:
+            return max(v for _, v in runs), p
+        fits = [v for b, v in runs if b <= voices]
+        if fits:
+            return max(fits), p
+        batch, value = min(runs)
+        return value * voices / batch, p
     return None
 
 
@@ -75,13 +98,24 @@ class Projection:
 
 
 def project(sounds: int, sample_length: int, devices: list[str], precision: str = "auto",
-            results: list[dict] | None = None) -> Projection:
+            results: list[dict] | None = None, references: list[dict] | None = None) -> Projection:
     """Wall time to generate ``sounds`` notes of ``sample_length`` samples on these devices (one
-    worker per device, shards balanced by sound count, so the devices' rates add up)."""
+    worker per device, shards balanced by sound count, so the devices' rates add up). A device
+    this machine never measured takes its rate from ``references`` (default: onss's own
+    measurements), and the text says whose measurement it is."""
     if not devices:
         return Projection(None, "unknown (no device)")
     results = load_results() if results is None else results
-    rates = [rate(d, precision, results) for d in devices]
+    references = reference_results() if references is None else references
+    voices = max(1, -(-sounds // len(devices)))  # each device's share: its largest possible batch
+    rates, borrowed = [], set()
+    for d in devices:
+        r = rate(d, precision, results, voices)
+        if r is None:
+            r = rate(d, precision, references, voices)
+            if r is not None:
+                borrowed.add(d)
+        rates.append(r)
     missing = sorted({d for d, r in zip(devices, rates) if r is None})
     if missing:
         return Projection(None, f"unknown: {', '.join(missing)} not measured yet (run `onss bench` on this machine)")
@@ -89,6 +123,10 @@ def project(sounds: int, sample_length: int, devices: list[str], precision: str 
     seconds = sounds * sample_length / total
     used = "/".join(sorted({p for _, p in rates}))
     where = f"{len(devices)} x {devices[0]}" if len(set(devices)) == 1 else f"{len(devices)} devices"
+    if borrowed:
+        dates = sorted({res.get("date", "?") for res in references if res["device"] in borrowed})
+        return Projection(seconds, f"about {human_time(seconds)} on {where} ({used}, from onss's measurement of "
+                                   f"this GPU model on {', '.join(dates)}; `onss bench` measures yours)")
     return Projection(seconds, f"about {human_time(seconds)} on {where} ({used}, measured)")
 
 
