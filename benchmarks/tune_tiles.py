@@ -55,6 +55,19 @@ def res_skip_us(batch, dtype, cfg):
     return do_bench(go, warmup=20, rep=100) * 1000, batch * C * (C + S) * 2
 
 
+def layer_us(batch, dtype, split):
+    """One whole layer (gate + res_skip, or the split-K pair) as the engine launches it."""
+    buf = torch.randn(2 * D, batch, C, device="cuda").to(dtype)
+    l = torch.randn(batch, C, device="cuda")
+    w = (torch.randn(3 * C, 2 * C, device="cuda") / 40).to(dtype)
+    cond = torch.randn(batch, 2 * C, device="cuda")
+    w_rs, b_rs = (torch.randn(C, C + S, device="cuda") / 20).to(dtype), torch.randn(C + S, device="cuda")
+    skip = torch.randn(batch, S, device="cuda")
+    t = torch.tensor(77, device="cuda")
+    return do_bench(lambda: K.layer(buf, t, l, w, cond, w_rs, b_rs, skip, D, True, split=split),
+                    warmup=20, rep=100) * 1000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 64, 4096])
@@ -62,6 +75,9 @@ def main() -> None:
     args = ap.parse_args()
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     for batch in args.batch:
+        if batch <= 64:  # split-K against the unsplit pair (K._split picks 6 up to 16 voices)
+            for split in (0, 3, 6, 12, 24):
+                print(f"layer {args.dtype} batch {batch} split {split}: {layer_us(batch, dtype, split):.1f} us")
         if batch <= 16:
             cands = [(16, bn, bk, w, s) for bn, bk, w, s in itertools.product([16, 32], [64, 128], [1, 2, 4], [1, 3])]
         elif batch <= 256:

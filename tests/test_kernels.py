@@ -112,6 +112,41 @@ def test_res_skip_updates_in_place_and_stores_the_layer_input(dtype, batch):
     assert ((stored - want_stored).abs() <= want_stored.abs() * (2**-7 if dtype == torch.bfloat16 else 0)).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("batch,split", [(1, 6), (5, 3), (20, 6)])
+def test_split_k_layer_matches_the_unsplit_layer_and_pytorch(dtype, batch, split):
+    """Small batches split the gate's 1536-long sum over programs (each within one tap) and
+    res_skip adds the partial sums, the conditioning and the gate as it reads them: the same
+    layer as gate + res_skip, for a residual layer and the last one."""
+    d, t = 4, 1_000_003  # every tap slot wraps
+    w = rand(1536, 1024, dtype=dtype, scale=1 / 40, seed=3)
+    cond_all = rand(batch, 3, 1024, seed=4)
+    for residual, width in [(True, 768), (False, 256)]:
+        w_rs, b_rs = rand(512, width, dtype=dtype, scale=1 / 20, seed=5), rand(width, seed=6)
+        state = [rand(batch, 512, seed=2), rand(batch, 256, seed=7), rand(2 * d, batch, 512, dtype=dtype, seed=1)]
+        split_state, plain_state = [x.clone() for x in state], [x.clone() for x in state]
+        step = torch.tensor(t, dtype=torch.int64, device=DEVICE)
+        l, skip, buf = split_state
+        kernels.layer(buf, step, l, w, cond_all[:, 1], w_rs, b_rs, skip, d, residual, split=split)
+        l2, skip2, buf2 = plain_state
+        kernels.layer(buf2, step, l2, w, cond_all[:, 1], w_rs, b_rs, skip2, d, residual, split=0)
+
+        l0, skip0, buf0 = state  # PyTorch, in float32 from the same (dtype-rounded) operands
+        taps = torch.cat([buf0[t % (2 * d)], buf0[(t + d) % (2 * d)], l0.to(dtype)], 1).float()
+        z = taps @ w.float() + cond_all[:, 1]
+        g = (torch.sigmoid(z[:, :512]) * torch.tanh(z[:, 512:])).to(dtype).float()
+        rs = g @ w_rs.float() + b_rs
+        tol = 0.05 if dtype == torch.bfloat16 else 1e-4  # bf16: g rounded to bf16 either side of a tie
+        want_l = l0 + rs[:, :512] if residual else l0
+        for got in (l, l2):
+            assert (got - want_l).abs().max().item() < tol
+        for got in (skip, skip2):
+            assert (got - (skip0 + rs[:, -256:])).abs().max().item() < tol
+        assert torch.equal(buf, buf2)  # both stored the layer input in slot t mod 2d, nothing else
+        if dtype == torch.float32:
+            assert torch.equal(buf[t % (2 * d)], l0)
+
+
 @pytest.mark.parametrize("batch", [1, 20])
 def test_start_head_and_sampler_match_pytorch(batch):
     from onss_tui.model.fastgen import sample
@@ -147,10 +182,12 @@ def test_start_head_and_sampler_match_pytorch(batch):
         assert not codes[:, :s].any() and not codes[:, s + 1:].any()
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_fused_step_of_the_full_model_matches_the_pytorch_step(precision):
+@pytest.mark.parametrize("precision,split", [("fp32", 0), ("bf16", 0), ("bf16", 6)])
+def test_a_fused_step_of_the_full_model_matches_the_pytorch_step(monkeypatch, precision, split):
     """All 30 layers of the real-size model, from a mid-generation state (every ring buffer full,
-    the step far from zero so every slot arithmetic wraps), two steps."""
+    the step far from zero so every slot arithmetic wraps), two steps; with the gate unsplit and
+    split-K (as a GPU runs small batches)."""
+    monkeypatch.setattr(kernels, "_split", lambda batch: split)
     model = random_model(str(DEVICE), precision)
     ref, fused = model.packed(), model.with_precision(precision, kernels="triton").packed()
     state = ref.fresh_state(2)
@@ -318,7 +355,7 @@ def test_every_launch_of_a_step_compiles_for_hopper_within_its_shared_memory(mon
         launches += _launches_of_a_step(monkeypatch, batch, precision)
         monkeypatch.undo()
     compiled = _compile_for_hopper(launches)
-    assert {name for name, _ in compiled} == {"_start_kernel", "_gate_kernel", "_res_skip_kernel", "_head_kernel",
-                                              "_sample_kernel"}
+    assert {name for name, _ in compiled} == {"_start_kernel", "_gate_split_kernel", "_gate_kernel",  # split: <= 16
+                                              "_res_skip_kernel", "_dense_kernel", "_sample_kernel"}
     too_big = [(name, shared) for name, shared in compiled if shared > HOPPER_SHARED]
     assert not too_big, f"shared memory over {HOPPER_SHARED} bytes: {too_big}"

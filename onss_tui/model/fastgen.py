@@ -256,8 +256,8 @@ class PackedDecoder:
 
     def _fused_step(self, state: "DecoderState", t: torch.Tensor, x_in: torch.Tensor,
                     cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """The same step as fused Triton kernels (:mod:`onss_tui.model.kernels`): one for the
-        start, two a layer, one for the head; ``t`` is the step, an int64 device scalar. Every
+        """The same step as fused Triton kernels (:mod:`onss_tui.model.kernels`): two for the
+        start, two a layer, two for the head; ``t`` is the step, an int64 device scalar. Every
         state write is in place (capturable in a CUDA graph); ``state.t`` is left to the caller."""
         from onss_tui.model import kernels as fused
 
@@ -266,8 +266,8 @@ class PackedDecoder:
                               self.skip_start_b)  # [B, 512], [B, 256]
         last = len(self.dilations) - 1
         for i, d in enumerate(self.dilations):  # l and skip are updated in place
-            g = fused.gate(state.buffers[i], t, l, self.dil_w[i], cond_layers[:, i], d)  # [B, 512]
-            fused.res_skip(g, self.rs_w[i], self.rs_b[i], l, skip, state.buffers[i], t, d, residual=i < last)
+            fused.layer(state.buffers[i], t, l, self.dil_w[i], cond_layers[:, i], self.rs_w[i], self.rs_b[i], skip, d,
+                        residual=i < last)
         return fused.head(skip, self.out1_w, cond_out, self.logits_w, self.logits_b)  # [B, 256]
 
     def draw(self, logits: torch.Tensor, keys: torch.Tensor, t: torch.Tensor, codes: torch.Tensor,

@@ -21,15 +21,21 @@ is two kernels:
                (after ``gate`` has read that slot: the two kernels run in stream order) and adds
                the residual and skip parts to ``l`` and ``skip`` in place.
 
-and the rest of the step is three more (PyTorch: dozens, most of them the integer hash of the
-counter-based uniform; at a small batch the launches, not the maths, set the pace):
+Up to 16 voices the gate splits its 1536-long sum over 6 programs a tile (split-K, each within
+one tap: 192 programs instead of 32 to read the layer's weights with), and res_skip adds the six
+partial sums, the conditioning and the gate as it reads them (:func:`layer`); the order of the
+sums is fixed, so the result is as deterministic as the unsplit kernels.
 
-    start      startconv over x[t-2], x[t-1], x[t] and skip_start; stores x[t] in its ring
-    head       relu, out1 + conditioning, relu, logits
+The rest of the step is five more launches (PyTorch: dozens, most of them the integer hash of
+the counter-based uniform; at a small batch the launches, not the maths, set the pace):
+
+    start      startconv over x[t-2], x[t-1], x[t]; stores x[t] in its ring
+    dense      skip_start; then out1 (relu, + conditioning, relu) and logits: the float32 layers,
+               on the tensor cores in three TF32 passes, tiled over their outputs
     sample     softmax, CDF, the uniform U(key, t) (rng's uint32 hash, recomputed bit for bit)
                and the inverse-CDF class; writes codes[:, t] and the next input
 
-so a step is 64 launches (with the counter's increment) instead of about 400 in fp32 and
+so a step is 66 launches (with the counter's increment) instead of about 400 in fp32 and
 520 in bf16 (PyTorch ops counted with torch.profiler).
 
 Each program owns a [BM voices x BN channels] tile; ``gate`` keeps two accumulators, the sigmoid
@@ -51,7 +57,8 @@ import os
 
 import torch
 
-__all__ = ["available", "interpreting", "start", "gate", "res_skip", "head", "sample", "why_unavailable"]
+__all__ = ["available", "interpreting", "start", "gate", "res_skip", "layer", "dense", "head", "sample",
+           "why_unavailable"]
 
 try:  # Triton comes with the CUDA builds of torch; the CPU build has none
     import triton
@@ -81,6 +88,16 @@ def available(device: torch.device) -> bool:
 if triton is not None:
 
     @triton.jit
+    def _gate_dots(x, w_ptr, wk, cols, acc_s, acc_t, C: tl.constexpr, PRECISION: tl.constexpr, WIDEN: tl.constexpr):
+        """acc_s += x @ W[wk, cols] and acc_t += x @ W[wk, C + cols] (W: [3C, 2C]; wk: the rows)."""
+        w_rows = w_ptr + wk[:, None] * (2 * C)
+        ws = tl.load(w_rows + cols[None, :])
+        wt = tl.load(w_rows + C + cols[None, :])
+        if WIDEN:
+            x, ws, wt = x.to(tl.float32), ws.to(tl.float32), wt.to(tl.float32)
+        return tl.dot(x, ws, acc_s, input_precision=PRECISION), tl.dot(x, wt, acc_t, input_precision=PRECISION)
+
+    @triton.jit
     def _gate_kernel(buf_ptr, t_ptr, l_ptr, w_ptr, cond_ptr, g_ptr,
                      B, d, cond_stride,
                      C: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
@@ -103,13 +120,7 @@ if triton is not None:
                 else:
                     x = tl.load(l_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
                     x = x.to(w_ptr.dtype.element_ty)  # the layer input, in the compute dtype
-                w_rows = w_ptr + (tap * C + ks)[:, None] * (2 * C)
-                ws = tl.load(w_rows + cols[None, :])
-                wt = tl.load(w_rows + C + cols[None, :])
-                if WIDEN:
-                    x, ws, wt = x.to(tl.float32), ws.to(tl.float32), wt.to(tl.float32)
-                acc_s = tl.dot(x, ws, acc_s, input_precision=PRECISION)
-                acc_t = tl.dot(x, wt, acc_t, input_precision=PRECISION)
+                acc_s, acc_t = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, C, PRECISION, WIDEN)
         cond = cond_ptr + rows[:, None] * cond_stride + cols[None, :]
         zs = acc_s + tl.load(cond, mask=live, other=0.0)
         zt = acc_t + tl.load(cond + C, mask=live, other=0.0)
@@ -117,18 +128,63 @@ if triton is not None:
         tl.store(g_ptr + rows[:, None] * C + cols[None, :], g.to(g_ptr.dtype.element_ty), mask=live)
 
     @triton.jit
-    def _res_skip_kernel(g_ptr, w_ptr, b_ptr, l_ptr, skip_ptr, buf_ptr, t_ptr,
-                         B, d,
+    def _gate_split_kernel(buf_ptr, t_ptr, l_ptr, w_ptr, z_ptr, B, d,
+                           C: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                           KS: tl.constexpr, PRECISION: tl.constexpr, WIDEN: tl.constexpr):
+        """Split-K gate for small batches: program (i, j, p) sums rows [p KS, (p + 1) KS) of the
+        taps' 1536 into z_ptr[p] = partial z[:, cols] and z[:, C + cols] (float32; the
+        conditioning, the sum over p and the gate are res_skip's). KS divides C: one tap a program."""
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        cols = tl.program_id(1) * BN + tl.arange(0, BN)
+        p = tl.program_id(2)
+        live = rows[:, None] < B
+        tap = (p * KS) // C  # 0: x[t-2d], 1: x[t-d], 2: x[t]
+        first = p * KS - tap * C  # this program's first channel within its tap
+        t = tl.load(t_ptr)
+        acc_s = tl.zeros((BM, BN), dtype=tl.float32)
+        acc_t = tl.zeros((BM, BN), dtype=tl.float32)
+        if tap < 2:
+            slot = tl.where(tap == 0, t % (2 * d), (t + d) % (2 * d))
+            for k0 in range(0, KS, BK):
+                ks = first + k0 + tl.arange(0, BK)
+                x = tl.load(buf_ptr + slot * B * C + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
+                acc_s, acc_t = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, C, PRECISION, WIDEN)
+        else:
+            for k0 in range(0, KS, BK):
+                ks = first + k0 + tl.arange(0, BK)
+                x = tl.load(l_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
+                x = x.to(w_ptr.dtype.element_ty)  # the layer input, in the compute dtype
+                acc_s, acc_t = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, C, PRECISION, WIDEN)
+        out = z_ptr + p * B * 2 * C + rows[:, None] * (2 * C) + cols[None, :]
+        tl.store(out, acc_s, mask=live)
+        tl.store(out + C, acc_t, mask=live)
+
+    @triton.jit
+    def _res_skip_kernel(g_ptr, w_ptr, b_ptr, l_ptr, skip_ptr, buf_ptr, t_ptr, cond_ptr,
+                         B, d, cond_stride,
                          R: tl.constexpr, S: tl.constexpr, C: tl.constexpr,
                          BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                         PRECISION: tl.constexpr, WIDEN: tl.constexpr, STORE_INPUT: tl.constexpr):
+                         PRECISION: tl.constexpr, WIDEN: tl.constexpr, STORE_INPUT: tl.constexpr,
+                         SPLIT: tl.constexpr):
         rows = tl.program_id(0) * BM + tl.arange(0, BM)
         cols = tl.program_id(1) * BN + tl.arange(0, BN)  # output channels in [0, R + S)
         live = rows[:, None] < B
         acc = tl.zeros((BM, BN), dtype=tl.float32)
         for k0 in range(0, C, BK):
             ks = k0 + tl.arange(0, BK)
-            g = tl.load(g_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
+            if SPLIT == 0:  # g from the gate kernel
+                g = tl.load(g_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
+            else:  # g from the split gate's SPLIT partial sums (g_ptr: [SPLIT, B, 2C]), in a fixed order
+                zh = rows[:, None] * (2 * C) + ks[None, :]
+                zs = tl.load(g_ptr + zh, mask=live, other=0.0)
+                zt = tl.load(g_ptr + zh + C, mask=live, other=0.0)
+                for p in tl.static_range(1, SPLIT):
+                    zs += tl.load(g_ptr + p * B * 2 * C + zh, mask=live, other=0.0)
+                    zt += tl.load(g_ptr + p * B * 2 * C + zh + C, mask=live, other=0.0)
+                cz = cond_ptr + rows[:, None] * cond_stride + ks[None, :]
+                zs += tl.load(cz, mask=live, other=0.0)
+                zt += tl.load(cz + C, mask=live, other=0.0)
+                g = (tl.sigmoid(zs) * (2.0 * tl.sigmoid(2.0 * zt) - 1.0)).to(w_ptr.dtype.element_ty)
             w = tl.load(w_ptr + ks[:, None] * (R + S) + cols[None, :])
             if WIDEN:
                 g, w = g.to(tl.float32), w.to(tl.float32)
@@ -160,48 +216,42 @@ if triton is not None:
         return x ^ (x >> 16)
 
     @triton.jit
-    def _start_kernel(taps_ptr, t_ptr, x_ptr, w_ptr, b_ptr, ws_ptr, bs_ptr, l_ptr, skip_ptr,
-                      B, C: tl.constexpr, S: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
-                      PRECISION: tl.constexpr):
+    def _start_kernel(taps_ptr, t_ptr, x_ptr, w_ptr, b_ptr, l_ptr, B, C: tl.constexpr, BM: tl.constexpr):
+        """startconv over x[t-2], x[t-1] (the ring ``taps``) and x[t]: l [B, C]; stores x[t] in the ring."""
         rows = tl.program_id(0) * BM + tl.arange(0, BM)
         live1 = rows < B
-        live = live1[:, None]
         t = tl.load(t_ptr)
         x2 = tl.load(taps_ptr + (t % 2) * B + rows, mask=live1, other=0.0)[:, None]  # x[t-2]
         x1 = tl.load(taps_ptr + ((t + 1) % 2) * B + rows, mask=live1, other=0.0)[:, None]  # x[t-1]
         x0 = tl.load(x_ptr + rows, mask=live1, other=0.0)  # x[t]
-        skip = tl.zeros((BM, S), dtype=tl.float32)
-        scols = tl.arange(0, S)
-        for k0 in range(0, C, BK):  # startconv, one BK-channel slice at a time, straight into skip_start
-            ks = k0 + tl.arange(0, BK)
-            l = x2 * tl.load(w_ptr + ks)[None, :] + x1 * tl.load(w_ptr + C + ks)[None, :]
-            l = l + x0[:, None] * tl.load(w_ptr + 2 * C + ks)[None, :]
-            l = l + tl.load(b_ptr + ks)[None, :]
-            tl.store(l_ptr + rows[:, None] * C + ks[None, :], l, mask=live)
-            skip = tl.dot(l, tl.load(ws_ptr + ks[:, None] * S + scols[None, :]), skip, input_precision=PRECISION)
-        skip += tl.load(bs_ptr + scols)[None, :]
-        tl.store(skip_ptr + rows[:, None] * S + scols[None, :], skip, mask=live)
+        ks = tl.arange(0, C)
+        l = x2 * tl.load(w_ptr + ks)[None, :] + x1 * tl.load(w_ptr + C + ks)[None, :]
+        l = l + x0[:, None] * tl.load(w_ptr + 2 * C + ks)[None, :]
+        l = l + tl.load(b_ptr + ks)[None, :]
+        tl.store(l_ptr + rows[:, None] * C + ks[None, :], l, mask=live1[:, None])
         tl.debug_barrier()  # every thread of the program has read x[t-2] before it is overwritten
         tl.store(taps_ptr + (t % 2) * B + rows, x0, mask=live1)
 
     @triton.jit
-    def _head_kernel(skip_ptr, w1_ptr, cond_ptr, w2_ptr, b2_ptr, logits_ptr, B, cond_stride,
-                     S: tl.constexpr, Q: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr,
-                     PRECISION: tl.constexpr):
+    def _dense_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, B, bias_stride,
+                      K: tl.constexpr, N: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                      RELU_IN: tl.constexpr, RELU_OUT: tl.constexpr, PRECISION: tl.constexpr):
+        """out [B, N] = relu?(relu?(x) @ w + bias), float32, for the float32 layers around the stack
+        (skip_start, out1, logits); ``bias`` rows are ``bias_stride`` apart (0: one row for all)."""
         rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        cols = tl.program_id(1) * BN + tl.arange(0, BN)
         live = rows[:, None] < B
-        scols = tl.arange(0, S)
-        h = tl.zeros((BM, S), dtype=tl.float32)
-        for k0 in range(0, S, BK):
+        acc = tl.zeros((BM, BN), dtype=tl.float32)
+        for k0 in range(0, K, BK):
             ks = k0 + tl.arange(0, BK)
-            sk = tl.maximum(tl.load(skip_ptr + rows[:, None] * S + ks[None, :], mask=live, other=0.0), 0.0)
-            h = tl.dot(sk, tl.load(w1_ptr + ks[:, None] * S + scols[None, :]), h, input_precision=PRECISION)
-        h = tl.maximum(h + tl.load(cond_ptr + rows[:, None] * cond_stride + scols[None, :], mask=live, other=0.0), 0.0)
-        for n0 in tl.static_range(0, Q, BN):
-            qs = n0 + tl.arange(0, BN)
-            out = tl.dot(h, tl.load(w2_ptr + scols[:, None] * Q + qs[None, :]), input_precision=PRECISION)
-            out += tl.load(b2_ptr + qs)[None, :]
-            tl.store(logits_ptr + rows[:, None] * Q + qs[None, :], out, mask=live)
+            x = tl.load(x_ptr + rows[:, None] * K + ks[None, :], mask=live, other=0.0)
+            if RELU_IN:
+                x = tl.maximum(x, 0.0)
+            acc = tl.dot(x, tl.load(w_ptr + ks[:, None] * N + cols[None, :]), acc, input_precision=PRECISION)
+        acc += tl.load(bias_ptr + rows[:, None] * bias_stride + cols[None, :], mask=live, other=0.0)
+        if RELU_OUT:
+            acc = tl.maximum(acc, 0.0)
+        tl.store(out_ptr + rows[:, None] * N + cols[None, :], acc, mask=live)
 
     @triton.jit
     def _sample_kernel(logits_ptr, keys_ptr, t_ptr, codes_ptr, prev_ptr, B, total,
@@ -298,9 +348,47 @@ def res_skip(g: torch.Tensor, w: torch.Tensor, b: torch.Tensor, l: torch.Tensor,
     assert residual or c == 2 * s, "res_skip: the last layer stores its input in 2 x BN-channel slices"
     precision, widen = _precision(w)
     grid = (triton.cdiv(batch, bm), (r + s) // bn)
-    _launch(_res_skip_kernel, grid, g, w, b, l, skip, buf, t, batch, d,
+    _launch(_res_skip_kernel, grid, g, w, b, l, skip, buf, t, g, batch, d, 0,
             R=r, S=s, C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen,
-            STORE_INPUT=not residual, num_warps=warps, num_stages=stages)
+            STORE_INPUT=not residual, SPLIT=0, num_warps=warps, num_stages=stages)
+
+
+def _split(batch: int) -> int:
+    """How many programs share a gate tile's 1536-long sum (split-K) at this batch; 0: none.
+    Up to 16 voices the gate has only 32 tiles (BN 16) to read a layer's 3 MB of weights with,
+    so each would walk all 1536 rows alone; 6 splits of 256 rows make 192 programs. Like the
+    tiles, it depends on the batch only: the summation order stays the same from run to resume."""
+    return 0 if interpreting() or batch > 16 else 6
+
+
+def layer(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w_dil: torch.Tensor, cond: torch.Tensor,
+          w_rs: torch.Tensor, b_rs: torch.Tensor, skip: torch.Tensor, d: int, residual: bool,
+          blocks: tuple[int, ...] | None = None, split: int | None = None) -> None:
+    """One decoder layer of a step, in place: :func:`gate` then :func:`res_skip`, or at small
+    batches (``split``, default :func:`_split`) the split-K gate, whose partial sums res_skip adds
+    up (with the conditioning and the gate) as it reads them."""
+    batch, c = l.shape
+    split = _split(batch) if split is None else split
+    if not split:
+        g = gate(buf, t, l, w_dil, cond, d, blocks=blocks)
+        res_skip(g, w_rs, b_rs, l, skip, buf, t, d, residual, blocks=blocks)
+        return
+    assert (3 * c) % split == 0 and c % (3 * c // split) == 0, "layer: each split must lie in one tap"
+    assert cond.stride(1) == 1 and l.is_contiguous() and skip.is_contiguous(), "layer: strides"
+    ks = 3 * c // split
+    bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch))
+    z = torch.empty(split, batch, 2 * c, device=l.device, dtype=torch.float32)
+    precision, widen = _precision(w_dil)
+    _launch(_gate_split_kernel, (triton.cdiv(batch, bm), c // bn, split), buf, t, l, w_dil, z, batch, d,
+            C=c, BM=bm, BN=bn, BK=min(bk, ks), KS=ks, PRECISION=precision, WIDEN=widen,
+            num_warps=warps, num_stages=stages)
+    r, s = (c if residual else 0), skip.shape[1]
+    assert w_rs.shape == (c, r + s) and (residual or c == 2 * s), "layer: res_skip shapes"
+    bn = min(bn, s)
+    precision, widen = _precision(w_rs)
+    _launch(_res_skip_kernel, (triton.cdiv(batch, bm), (r + s) // bn), z, w_rs, b_rs, l, skip, buf, t, cond,
+            batch, d, cond.stride(0), R=r, S=s, C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen,
+            STORE_INPUT=not residual, SPLIT=split, num_warps=warps, num_stages=stages)
 
 
 def start(taps: torch.Tensor, t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
@@ -309,29 +397,39 @@ def start(taps: torch.Tensor, t: torch.Tensor, x: torch.Tensor, w: torch.Tensor,
     ``taps`` [2, B]) and ``x`` [B], then skip_start; stores ``x`` in the ring. Returns the first
     layer input l [B, 512] and the skip sum [B, 256], float32."""
     batch = x.shape[0]
-    c, s = w.shape[1], ws.shape[1]
+    c = w.shape[1]
     l = torch.empty(batch, c, device=x.device, dtype=torch.float32)
-    skip = torch.empty(batch, s, device=x.device, dtype=torch.float32)
     x = x.contiguous()  # a column of the teacher-forced audio is strided
-    bm, _, bk, warps, _ = _tiles(_blocks(batch))
-    bm = min(bm, 64)  # the [BM, 256] skip accumulator stays in registers
-    # BK 32, 2 stages: the float32 (tf32x3) operand tiles stay within a Hopper SM's 227 KB of shared memory
-    _launch(_start_kernel, (triton.cdiv(batch, bm),), taps, t, x, w, b, ws, bs, l, skip, batch,
-            C=c, S=s, BM=bm, BK=min(bk, 32), PRECISION=_fp32_precision(), num_warps=warps, num_stages=2)
-    return l, skip
+    bm = 16  # a [16, 512] tile a program: elementwise
+    _launch(_start_kernel, (triton.cdiv(batch, bm),), taps, t, x, w, b, l, batch, C=c, BM=bm, num_warps=4)
+    return l, dense(l, ws, bs)
+
+
+def dense(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, relu_in: bool = False,
+          relu_out: bool = False) -> torch.Tensor:
+    """relu?(relu?(x) @ w + bias) [B, N], float32, on the tensor cores (:func:`_fp32_precision`);
+    ``bias`` is [N] or [B, N] with strided rows (the per-frame conditioning). Each program owns a
+    [BM x BN] tile, so even batch 1 spreads over N / BN programs (one program for the whole
+    product took 65 us of a 680 us step at batch 1 on an H100)."""
+    batch, k = x.shape
+    n = w.shape[1]
+    assert x.is_contiguous() and w.shape[0] == k and bias.stride(-1) == 1, "dense: shapes"
+    out = torch.empty(batch, n, device=x.device, dtype=torch.float32)
+    if interpreting():  # few, large programs
+        bm, bn, bk = max(16, min(64, triton.next_power_of_2(batch))), n, k
+    else:  # BK 32 and 2 stages: float32 operand tiles well inside an SM's shared memory
+        bm, bn, bk = (16, 16, 32) if batch <= 16 else (32, 32, 32) if batch <= 64 else (64, 32, 32)
+    bias_stride = bias.stride(0) if bias.dim() == 2 else 0
+    _launch(_dense_kernel, (triton.cdiv(batch, bm), n // bn), x, w, bias, out, batch, bias_stride,
+            K=k, N=n, BM=bm, BN=bn, BK=bk, RELU_IN=relu_in, RELU_OUT=relu_out, PRECISION=_fp32_precision(),
+            num_warps=4, num_stages=2)
+    return out
 
 
 def head(skip: torch.Tensor, w1: torch.Tensor, cond: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
     """logits [B, 256] = relu(relu(skip) @ w1 + cond) @ w2 + b2, float32 (``cond``: out1's
-    conditioning with its bias folded in; rows may be strided)."""
-    batch, s = skip.shape
-    q = w2.shape[1]
-    logits = torch.empty(batch, q, device=skip.device, dtype=torch.float32)
-    bm = max(16, min(32, triton.next_power_of_2(batch)))  # [BM, 256] float32 h; 64 KB of shared memory at 32
-    bk = 64 if interpreting() else 32
-    _launch(_head_kernel, (triton.cdiv(batch, bm),), skip, w1, cond, w2, b2, logits, batch, cond.stride(0),
-            S=s, Q=q, BM=bm, BK=bk, BN=64, PRECISION=_fp32_precision(), num_warps=4, num_stages=2)
-    return logits
+    conditioning with its bias folded in; rows may be strided): two :func:`dense` launches."""
+    return dense(dense(skip, w1, cond, relu_in=True, relu_out=True), w2, b2)
 
 
 def sample(logits: torch.Tensor, keys: torch.Tensor, t: torch.Tensor, codes: torch.Tensor, prev: torch.Tensor) -> None:
