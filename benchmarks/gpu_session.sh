@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_session.sh bench    onss bench: every precision x kernels x batch, fidelity, ~5 min
 #   bash benchmarks/gpu_session.sh tune     tile sweeps of gate / res_skip at batches 4096, 512, 64, 1
 #   bash benchmarks/gpu_session.sh profile  where a bf16 step's GPU time goes, fused and PyTorch
+#   bash benchmarks/gpu_session.sh first    tests, profile and tune in one call (~6 min); then `bench`
 # Everything it prints also lands in $OUT (pytest.log, bench.md, bench.json, env.txt), which the
 # device tool brings back. Prepare .device/ first with benchmarks/gpu_prepare.sh (here).
 set -uo pipefail
@@ -14,8 +15,8 @@ if [ -d .device/whl ] && [ -z "${ONSS_NO_WHEELS:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .device/whl/*.whl \
     || { echo "wheel install failed"; exit 1; }
   export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
+else  # no wheels, or already installed by the call that runs this one (`first`)
+  export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
 fi
 [ -d .device/golden ] && export ONSS_GOLDEN=$PWD/.device/golden
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
@@ -41,5 +42,11 @@ case "${1:-tests}" in
       python3 benchmarks/profile_step.py --precision bf16 --kernels $k --batch 1 4096 --rows 8 2>&1 | tee -a "$OUT/profile.txt"
     done
     ;;
-  *) echo "usage: gpu_session.sh tests|bench|tune|profile"; exit 2 ;;
+  first)  # one call of about 6 minutes: the CUDA tests, then where the time goes, then the tile sweeps
+    export ONSS_NO_WHEELS=1
+    timeout 240 bash "$0" tests >/dev/null 2>&1; tail -n 30 "$OUT/pytest.log"
+    timeout 60 bash "$0" profile >/dev/null 2>&1; grep -E "batch|_kernel|total" "$OUT/profile.txt" | cut -c1-60,130-160
+    timeout 150 bash "$0" tune 2>&1 | grep -v "^$"
+    ;;
+  *) echo "usage: gpu_session.sh tests|bench|tune|profile|first"; exit 2 ;;
 esac
