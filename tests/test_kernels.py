@@ -214,10 +214,12 @@ def test_a_fused_step_of_the_full_model_matches_the_pytorch_step(monkeypatch, pr
         assert (a.float() - b.float()).abs().max() <= drift * a.float().abs().max()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_generation_resumes_and_changes_counters_bit_exactly(dtype):
+@pytest.mark.parametrize("dtype,split", [(torch.float32, 0), (torch.bfloat16, 0), (torch.bfloat16, 6)])
+def test_fused_generation_resumes_and_changes_counters_bit_exactly(monkeypatch, dtype, split):
     """Uninterrupted on the device counter == host counter for half, saved, loaded, device counter
-    for the rest: the same codes and the same ring buffers, bit for bit."""
+    for the rest: the same codes and the same ring buffers, bit for bit (split: the small-batch
+    split-K gate)."""
+    monkeypatch.setattr(kernels, "_split", lambda batch: split)
     packed = PackedDecoder(decoder(layers=3), DEVICE, dtype, kernels="triton")  # ring buffers of 2, 4, 8
     e, keys = enc(2, frames=1), sound_keys(5, torch.tensor([3, 4]))
 
