@@ -3,7 +3,8 @@
     python benchmarks/tune_tiles.py --batch 1 64 4096
 
 For each batch and candidate (BM, BN, BK, warps, stages) it prints microseconds per launch and the
-TFLOP/s; _blocks() in onss_tui/model/kernels.py is then set from the winners (no autotuning at run
+TFLOP/s, for gate (and its one-ring-loop variant, the same sums in one pipeline), res_skip, and
+up to 64 voices the whole layer split-K 0 to 24 ways; _blocks() in onss_tui/model/kernels.py is then set from the winners (no autotuning at run
 time: the tiles fix the summation order, which bit-exact resumes rely on)."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from onss_tui.model import kernels as K
 C, S, D = 512, 256, 64
 
 
-def gate_us(batch, dtype, cfg):
+def gate_us(batch, dtype, cfg, one_ring=False):
     bm, bn, bk, warps, stages = cfg
     buf = torch.randn(2 * D, batch, C, device="cuda").to(dtype)
     l = torch.randn(batch, C, device="cuda")
@@ -33,7 +34,7 @@ def gate_us(batch, dtype, cfg):
 
     def go():
         K._gate_kernel[grid](buf, t, l, w, cond, g, batch, D, cond.stride(0), C=C, BM=bm, BN=bn, BK=bk,
-                             PRECISION=prec, WIDEN=widen, num_warps=warps, num_stages=stages)
+                             PRECISION=prec, WIDEN=widen, ONE_RING=one_ring, num_warps=warps, num_stages=stages)
     return do_bench(go, warmup=20, rep=100) * 1000, batch * 3 * C * 2 * C * 2
 
 
@@ -85,7 +86,8 @@ def main() -> None:
         else:
             cands = [(bm, bn, bk, w, s) for bm, bn, bk, w, s in itertools.product([64, 128], [64, 128], [64], [4, 8], [3, 4])]
             cands += [(256, 64, 64, 8, 3), (128, 64, 32, 4, 4), (128, 64, 32, 8, 5)]
-        for name, fn in [("gate", gate_us), ("res_skip", res_skip_us)]:
+        one_ring = lambda b, dt, cfg: gate_us(b, dt, cfg, one_ring=True)  # noqa: E731 - both ring taps, one loop
+        for name, fn in [("gate", gate_us), ("gate one-ring", one_ring), ("res_skip", res_skip_us)]:
             rows = []
             for cfg in cands:
                 if name == "res_skip" and cfg[1] > 256:

@@ -361,3 +361,26 @@ def test_every_launch_of_a_step_compiles_for_hopper_within_its_shared_memory(mon
                                               "_res_skip_kernel", "_dense_kernel", "_sample_kernel"}
     too_big = [(name, shared) for name, shared in compiled if shared > HOPPER_SHARED]
     assert not too_big, f"shared memory over {HOPPER_SHARED} bytes: {too_big}"
+
+
+def test_the_one_ring_loop_gate_variant_is_the_same_gate_bit_for_bit_and_compiles_for_hopper():
+    """A variant for the tile sweeps (benchmarks/tune_tiles.py): both ring taps in one loop, the
+    same sums in the same order, so a GPU session may take it on speed alone."""
+    batch, d, t = 20, 16, 77
+    bm, bn, bk, warps = LARGE
+    for dtype in (torch.float32, torch.bfloat16):
+        buf, l = rand(2 * d, batch, 512, dtype=dtype, seed=1), rand(batch, 512, seed=2)
+        w, cond = rand(1536, 1024, dtype=dtype, scale=1 / 40, seed=3), rand(batch, 1024, seed=4)
+        step = torch.tensor(t, dtype=torch.int64, device=DEVICE)
+        precision, widen = kernels._precision(w)
+        outs = []
+        for one_ring in (False, True):
+            g = torch.empty(batch, 512, device=DEVICE, dtype=dtype)
+            args = (buf, step, l, w, cond, g, batch, d, cond.stride(0))
+            meta = dict(C=512, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, ONE_RING=one_ring)
+            kernels._gate_kernel[(triton.cdiv(batch, bm), 512 // bn)](*args, **meta, num_warps=warps)
+            outs.append(g)
+        assert torch.equal(outs[0], outs[1])
+    meta = dict(C=512, BM=128, BN=64, BK=64, PRECISION="ieee", WIDEN=False, ONE_RING=True, num_warps=8, num_stages=3)
+    [(name, shared)] = _compile_for_hopper([(kernels._gate_kernel, args, meta)])
+    assert name == "_gate_kernel" and shared <= HOPPER_SHARED

@@ -101,14 +101,20 @@ if triton is not None:
     def _gate_kernel(buf_ptr, t_ptr, l_ptr, w_ptr, cond_ptr, g_ptr,
                      B, d, cond_stride,
                      C: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                     PRECISION: tl.constexpr, WIDEN: tl.constexpr):
+                     PRECISION: tl.constexpr, WIDEN: tl.constexpr, ONE_RING: tl.constexpr = False):
         rows = tl.program_id(0) * BM + tl.arange(0, BM)  # voices
         cols = tl.program_id(1) * BN + tl.arange(0, BN)  # gate channels in [0, C)
         live = rows[:, None] < B
         t = tl.load(t_ptr)  # int64 step counter, on the device
         acc_s = tl.zeros((BM, BN), dtype=tl.float32)  # z[:, cols]       -> sigmoid
         acc_t = tl.zeros((BM, BN), dtype=tl.float32)  # z[:, C + cols]   -> tanh
-        for tap in tl.static_range(3):  # x[t-2d], x[t-d], x[t]
+        if ONE_RING:  # both ring taps in one loop (one software pipeline, not two), then x[t]
+            for k in range(0, 2 * C, BK):  # the same sums in the same order as below
+                slot = tl.where(k < C, t % (2 * d), (t + d) % (2 * d))
+                ks = k % C + tl.arange(0, BK)
+                x = tl.load(buf_ptr + slot * B * C + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
+                acc_s, acc_t = _gate_dots(x, w_ptr, k + tl.arange(0, BK), cols, acc_s, acc_t, C, PRECISION, WIDEN)
+        for tap in tl.static_range(2 if ONE_RING else 0, 3):  # x[t-2d], x[t-d], x[t]
             for k0 in range(0, C, BK):
                 ks = k0 + tl.arange(0, BK)
                 if tap == 0:
