@@ -101,7 +101,7 @@ if triton is not None:
     def _gate_kernel(buf_ptr, t_ptr, l_ptr, w_ptr, cond_ptr, g_ptr,
                      B, d, cond_stride,
                      C: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                     PRECISION: tl.constexpr, WIDEN: tl.constexpr, ONE_RING: tl.constexpr = False):
+                     PRECISION: tl.constexpr, WIDEN: tl.constexpr, ONE_RING: tl.constexpr):
         rows = tl.program_id(0) * BM + tl.arange(0, BM)  # voices
         cols = tl.program_id(1) * BN + tl.arange(0, BN)  # gate channels in [0, C)
         live = rows[:, None] < B
@@ -335,28 +335,34 @@ def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, c
     precision, widen = _precision(w)
     grid = (triton.cdiv(batch, bm), c // bn)
     _launch(_gate_kernel, grid, buf, t, l, w, cond, out, batch, d, cond.stride(0),
-            C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, num_warps=warps, num_stages=stages)
+            C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, ONE_RING=False,
+            num_warps=warps, num_stages=stages)
     return out
 
 
 def res_skip(g: torch.Tensor, w: torch.Tensor, b: torch.Tensor, l: torch.Tensor, skip: torch.Tensor,
              buf: torch.Tensor, t: torch.Tensor, d: int, residual: bool,
-             blocks: tuple[int, int, int, int] | None = None) -> None:
+             blocks: tuple[int, ...] | None = None, cond: torch.Tensor | None = None) -> None:
     """In place: ``buf[t mod 2d] <- l`` and ``l += (g @ w + b)[:, :512]`` (when ``residual``),
     ``skip += `` the rest. ``w`` is [512, 768] (or [512, 256] for the last layer, ``residual``
-    False: then ``l`` is left alone and stored in the ring buffer). ``blocks`` as for :func:`gate`."""
-    batch, c = g.shape
+    False: then ``l`` is left alone and stored in the ring buffer). ``blocks`` as for :func:`gate`.
+    With ``cond`` (the layer's conditioning), ``g`` is the split-K gate's partial sums
+    [split, B, 1024], which this kernel adds up, with ``cond``, before the gate."""
+    batch, c = l.shape
+    split = g.shape[0] if cond is not None else 0
     r = c if residual else 0
     s = skip.shape[1]
     assert w.shape == (c, r + s) and l.is_contiguous() and skip.is_contiguous(), "res_skip: shapes"
+    assert g.shape == ((split, batch, 2 * c) if split else (batch, c)), "res_skip: g or its partial sums"
     bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch))
     bn = min(bn, s)
     assert residual or c == 2 * s, "res_skip: the last layer stores its input in 2 x BN-channel slices"
     precision, widen = _precision(w)
     grid = (triton.cdiv(batch, bm), (r + s) // bn)
-    _launch(_res_skip_kernel, grid, g, w, b, l, skip, buf, t, g, batch, d, 0,
+    cond_arg, cond_stride = (cond, cond.stride(0)) if split else (g, 0)  # unread without a split
+    _launch(_res_skip_kernel, grid, g, w, b, l, skip, buf, t, cond_arg, batch, d, cond_stride,
             R=r, S=s, C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen,
-            STORE_INPUT=not residual, SPLIT=0, num_warps=warps, num_stages=stages)
+            STORE_INPUT=not residual, SPLIT=split, num_warps=warps, num_stages=stages)
 
 
 def _split(batch: int) -> int:
@@ -380,7 +386,7 @@ def layer(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w_dil: torch.Tens
         res_skip(g, w_rs, b_rs, l, skip, buf, t, d, residual, blocks=blocks)
         return
     assert (3 * c) % split == 0 and c % (3 * c // split) == 0, "layer: each split must lie in one tap"
-    assert cond.stride(1) == 1 and l.is_contiguous() and skip.is_contiguous(), "layer: strides"
+    assert cond.stride(1) == 1 and l.is_contiguous(), "layer: strides"
     ks = 3 * c // split
     bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch))
     z = torch.empty(split, batch, 2 * c, device=l.device, dtype=torch.float32)
@@ -388,13 +394,7 @@ def layer(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w_dil: torch.Tens
     _launch(_gate_split_kernel, (triton.cdiv(batch, bm), c // bn, split), buf, t, l, w_dil, z, batch, d,
             C=c, BM=bm, BN=bn, BK=min(bk, ks), KS=ks, PRECISION=precision, WIDEN=widen,
             num_warps=warps, num_stages=stages)
-    r, s = (c if residual else 0), skip.shape[1]
-    assert w_rs.shape == (c, r + s) and (residual or c == 2 * s), "layer: res_skip shapes"
-    bn = min(bn, s)
-    precision, widen = _precision(w_rs)
-    _launch(_res_skip_kernel, (triton.cdiv(batch, bm), (r + s) // bn), z, w_rs, b_rs, l, skip, buf, t, cond,
-            batch, d, cond.stride(0), R=r, S=s, C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen,
-            STORE_INPUT=not residual, SPLIT=split, num_warps=warps, num_stages=stages)
+    res_skip(z, w_rs, b_rs, l, skip, buf, t, d, residual, blocks=blocks, cond=cond)
 
 
 def start(taps: torch.Tensor, t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,

@@ -53,7 +53,7 @@ def load_results(folder: Path | None = None) -> list[dict]:
             data = json.loads(f.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and isinstance(data.get("device"), str) and isinstance(data.get("runs"), list):
+        if _is_result(data):
             out.append(data)
     return out
 
@@ -64,8 +64,12 @@ def reference_results() -> list[dict]:
         data = json.loads((Path(__file__).with_name("reference_bench.json")).read_text())
     except (OSError, ValueError):
         return []
-    return [r for r in data if isinstance(r, dict) and isinstance(r.get("device"), str)
-            and isinstance(r.get("runs"), list)] if isinstance(data, list) else []
+    return [r for r in data if _is_result(r)] if isinstance(data, list) else []
+
+
+def _is_result(data) -> bool:
+    """Whether ``data`` has the shape of a benchmark result (a device name and a list of runs)."""
+    return isinstance(data, dict) and isinstance(data.get("device"), str) and isinstance(data.get("runs"), list)
 
 
 def rate(device: str, precision: str = "auto", results: list[dict] | None = None,
