@@ -384,3 +384,24 @@ def test_the_one_ring_loop_gate_variant_is_the_same_gate_bit_for_bit_and_compile
     meta = dict(C=512, BM=128, BN=64, BK=64, PRECISION="ieee", WIDEN=False, ONE_RING=True, num_warps=8, num_stages=3)
     [(name, shared)] = _compile_for_hopper([(kernels._gate_kernel, args, meta)])
     assert name == "_gate_kernel" and shared <= HOPPER_SHARED
+
+
+def test_every_case_of_the_tile_sweep_runs_through_the_engine_wrappers():
+    """benchmarks/tune_tiles.py is for a GPU session's few minutes: each of its cases runs here
+    once, in the interpreter, so a changed kernel signature fails in CI and not on the GPU."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tune_tiles.py"
+    spec = importlib.util.spec_from_file_location("tune_tiles", path)
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    tiles = LARGE + (1,)
+    for dtype in (torch.float32, torch.bfloat16):
+        for launch, flop in (tune.gate_case(3, dtype, tiles, device=DEVICE),
+                             tune.gate_case(3, dtype, tiles, one_ring=True, device=DEVICE),
+                             tune.res_skip_case(3, dtype, tiles, device=DEVICE)):
+            launch()
+            assert flop > 0
+        for split in (0, 3, 24):
+            tune.layer_case(3, dtype, split, device=DEVICE)()

@@ -322,11 +322,13 @@ def _tiles(blocks: tuple[int, ...]) -> tuple[int, int, int, int, int]:
 
 
 def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, cond: torch.Tensor,
-         d: int, out: torch.Tensor | None = None, blocks: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+         d: int, out: torch.Tensor | None = None, blocks: tuple[int, ...] | None = None,
+         one_ring: bool = False) -> torch.Tensor:
     """g [B, 512] in ``w``'s dtype from the ring buffer ``buf`` [2d, B, 512], the device step
     ``t`` (int64 scalar), the layer input ``l`` [B, 512] float32, ``w`` [1536, 1024] and the
     layer's conditioning ``cond`` [B, 1024] float32 (rows may be strided: a column slice of the
-    all-layer conditioning). ``blocks`` overrides (BM, BN, BK, warps), for tests."""
+    all-layer conditioning). ``blocks`` overrides (BM, BN, BK, warps[, stages]) and ``one_ring``
+    picks the one-loop variant (the same sums), for tests and the tile sweeps."""
     two_d, batch, c = buf.shape
     assert two_d == 2 * d and w.shape == (3 * c, 2 * c) and cond.stride(1) == 1, "gate: shapes"
     if out is None:
@@ -335,7 +337,7 @@ def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, c
     precision, widen = _precision(w)
     grid = (triton.cdiv(batch, bm), c // bn)
     _launch(_gate_kernel, grid, buf, t, l, w, cond, out, batch, d, cond.stride(0),
-            C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, ONE_RING=False,
+            C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, ONE_RING=one_ring,
             num_warps=warps, num_stages=stages)
     return out
 
