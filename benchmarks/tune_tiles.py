@@ -3,7 +3,8 @@
     python benchmarks/tune_tiles.py --batch 1 64 4096
 
 For each batch and candidate (BM, BN, BK, warps, stages) it prints microseconds per launch and the
-TFLOP/s, for gate (and its one-ring-loop variant, the same sums in one pipeline), res_skip, and
+TFLOP/s, for gate (and its variants of the same sums: one loop over both ring taps, one dot of
+twice the width), res_skip, and
 up to 64 voices the whole layer split-K 0 to 24 ways. _blocks() and _split() in
 onss_tui/model/kernels.py are then set from the winners (no autotuning at run time: the tiles
 fix the summation order, which bit-exact resumes rely on). Every case goes through the engine's
@@ -22,7 +23,7 @@ from onss_tui.model import kernels as K
 C, S, D = 512, 256, 64
 
 
-def gate_case(batch, dtype, cfg, one_ring=False, device="cuda"):
+def gate_case(batch, dtype, cfg, one_ring=False, wide=False, device="cuda"):
     """(one launch of the gate as the engine makes it, its FLOPs)."""
     buf = torch.randn(2 * D, batch, C, device=device).to(dtype)
     l = torch.randn(batch, C, device=device)
@@ -30,7 +31,8 @@ def gate_case(batch, dtype, cfg, one_ring=False, device="cuda"):
     cond = torch.randn(batch, 2 * C, device=device)
     g = torch.empty(batch, C, device=device, dtype=dtype)
     t = torch.tensor(77, device=device)
-    return (lambda: K.gate(buf, t, l, w, cond, D, out=g, blocks=cfg, one_ring=one_ring)), batch * 3 * C * 2 * C * 2
+    return (lambda: K.gate(buf, t, l, w, cond, D, out=g, blocks=cfg, one_ring=one_ring, wide=wide),
+            batch * 3 * C * 2 * C * 2)
 
 
 def res_skip_case(batch, dtype, cfg, device="cuda"):
@@ -78,6 +80,8 @@ def main() -> None:
             cands = [(bm, bn, bk, w, s) for bm, bn, bk, w, s in itertools.product([64, 128], [64, 128], [64], [4, 8], [3, 4])]
             cands += [(256, 64, 64, 8, 3), (128, 64, 32, 4, 4), (128, 64, 32, 8, 5)]
         cases = [("gate", gate_case), ("gate one-ring", lambda b, dt, cfg: gate_case(b, dt, cfg, one_ring=True)),
+                 ("gate wide", lambda b, dt, cfg: gate_case(b, dt, cfg, wide=True)),
+                 ("gate one-ring wide", lambda b, dt, cfg: gate_case(b, dt, cfg, one_ring=True, wide=True)),
                  ("res_skip", res_skip_case)]
         for name, case in cases:
             rows = []

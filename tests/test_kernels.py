@@ -363,27 +363,24 @@ def test_every_launch_of_a_step_compiles_for_hopper_within_its_shared_memory(mon
     assert not too_big, f"shared memory over {HOPPER_SHARED} bytes: {too_big}"
 
 
-def test_the_one_ring_loop_gate_variant_is_the_same_gate_bit_for_bit_and_compiles_for_hopper():
-    """A variant for the tile sweeps (benchmarks/tune_tiles.py): both ring taps in one loop, the
-    same sums in the same order, so a GPU session may take it on speed alone."""
+def test_the_gate_variants_of_the_tile_sweep_are_the_same_gate_bit_for_bit_and_compile_for_hopper():
+    """Variants for benchmarks/tune_tiles.py: both ring taps in one loop (one software pipeline),
+    and one dot of twice the width over [sigmoid | tanh] weight columns. The same sums in the same
+    order, so a GPU session may take either on speed alone."""
     batch, d, t = 20, 16, 77
-    bm, bn, bk, warps = LARGE
     for dtype in (torch.float32, torch.bfloat16):
         buf, l = rand(2 * d, batch, 512, dtype=dtype, seed=1), rand(batch, 512, seed=2)
         w, cond = rand(1536, 1024, dtype=dtype, scale=1 / 40, seed=3), rand(batch, 1024, seed=4)
         step = torch.tensor(t, dtype=torch.int64, device=DEVICE)
-        precision, widen = kernels._precision(w)
-        outs = []
-        for one_ring in (False, True):
-            g = torch.empty(batch, 512, device=DEVICE, dtype=dtype)
-            args = (buf, step, l, w, cond, g, batch, d, cond.stride(0))
-            meta = dict(C=512, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, ONE_RING=one_ring)
-            kernels._gate_kernel[(triton.cdiv(batch, bm), 512 // bn)](*args, **meta, num_warps=warps)
-            outs.append(g)
-        assert torch.equal(outs[0], outs[1])
-    meta = dict(C=512, BM=128, BN=64, BK=64, PRECISION="ieee", WIDEN=False, ONE_RING=True, num_warps=8, num_stages=3)
-    [(name, shared)] = _compile_for_hopper([(kernels._gate_kernel, args, meta)])
-    assert name == "_gate_kernel" and shared <= HOPPER_SHARED
+        outs = [kernels.gate(buf, step, l, w, cond, d, blocks=LARGE, one_ring=one_ring, wide=wide)
+                for one_ring in (False, True) for wide in (False, True)]
+        assert all(torch.equal(outs[0], other) for other in outs[1:])
+    args = (buf, step, l, w, cond, outs[0], batch, d, cond.stride(0))
+    launches = [(kernels._gate_kernel, args, dict(C=512, BM=128, BN=64, BK=64, PRECISION="ieee", WIDEN=False,
+                                                  ONE_RING=one_ring, WIDE=wide, num_warps=8, num_stages=3))
+                for one_ring, wide in [(True, False), (False, True), (True, True)]]
+    compiled = _compile_for_hopper(launches)
+    assert len(compiled) == 3 and all(shared <= HOPPER_SHARED for _, shared in compiled)
 
 
 def test_every_case_of_the_tile_sweep_runs_through_the_engine_wrappers():
@@ -400,6 +397,7 @@ def test_every_case_of_the_tile_sweep_runs_through_the_engine_wrappers():
     for dtype in (torch.float32, torch.bfloat16):
         for launch, flop in (tune.gate_case(3, dtype, tiles, device=DEVICE),
                              tune.gate_case(3, dtype, tiles, one_ring=True, device=DEVICE),
+                             tune.gate_case(3, dtype, tiles, wide=True, device=DEVICE),
                              tune.res_skip_case(3, dtype, tiles, device=DEVICE)):
             launch()
             assert flop > 0

@@ -88,32 +88,40 @@ def available(device: torch.device) -> bool:
 if triton is not None:
 
     @triton.jit
-    def _gate_dots(x, w_ptr, wk, cols, acc_s, acc_t, C: tl.constexpr, PRECISION: tl.constexpr, WIDEN: tl.constexpr):
-        """acc_s += x @ W[wk, cols] and acc_t += x @ W[wk, C + cols] (W: [3C, 2C]; wk: the rows)."""
+    def _gate_dots(x, w_ptr, wk, cols, acc_s, acc_t, acc, C: tl.constexpr, PRECISION: tl.constexpr,
+                   WIDEN: tl.constexpr, WIDE: tl.constexpr):
+        """acc_s += x @ W[wk, cols] and acc_t += x @ W[wk, C + cols] (W: [3C, 2C]; wk: the rows).
+        WIDE: one dot of twice the width instead, into acc [BM, 2 BN] = [acc_s | acc_t] (the same
+        sums; a variant for the tile sweeps). Returns the three accumulators."""
         w_rows = w_ptr + wk[:, None] * (2 * C)
         ws = tl.load(w_rows + cols[None, :])
         wt = tl.load(w_rows + C + cols[None, :])
         if WIDEN:
             x, ws, wt = x.to(tl.float32), ws.to(tl.float32), wt.to(tl.float32)
-        return tl.dot(x, ws, acc_s, input_precision=PRECISION), tl.dot(x, wt, acc_t, input_precision=PRECISION)
+        if WIDE:
+            both = tl.reshape(tl.permute(tl.join(ws, wt), (0, 2, 1)), (ws.shape[0], 2 * ws.shape[1]))
+            return acc_s, acc_t, tl.dot(x, both, acc, input_precision=PRECISION)
+        return tl.dot(x, ws, acc_s, input_precision=PRECISION), tl.dot(x, wt, acc_t, input_precision=PRECISION), acc
 
     @triton.jit
     def _gate_kernel(buf_ptr, t_ptr, l_ptr, w_ptr, cond_ptr, g_ptr,
                      B, d, cond_stride,
                      C: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                     PRECISION: tl.constexpr, WIDEN: tl.constexpr, ONE_RING: tl.constexpr):
+                     PRECISION: tl.constexpr, WIDEN: tl.constexpr, ONE_RING: tl.constexpr, WIDE: tl.constexpr):
         rows = tl.program_id(0) * BM + tl.arange(0, BM)  # voices
         cols = tl.program_id(1) * BN + tl.arange(0, BN)  # gate channels in [0, C)
         live = rows[:, None] < B
         t = tl.load(t_ptr)  # int64 step counter, on the device
         acc_s = tl.zeros((BM, BN), dtype=tl.float32)  # z[:, cols]       -> sigmoid
         acc_t = tl.zeros((BM, BN), dtype=tl.float32)  # z[:, C + cols]   -> tanh
+        acc = tl.zeros((BM, 2 * BN) if WIDE else (1, 1), dtype=tl.float32)  # WIDE: [acc_s | acc_t]
         if ONE_RING:  # both ring taps in one loop (one software pipeline, not two), then x[t]
             for k in range(0, 2 * C, BK):  # the same sums in the same order as below
                 slot = tl.where(k < C, t % (2 * d), (t + d) % (2 * d))
                 ks = k % C + tl.arange(0, BK)
                 x = tl.load(buf_ptr + slot * B * C + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
-                acc_s, acc_t = _gate_dots(x, w_ptr, k + tl.arange(0, BK), cols, acc_s, acc_t, C, PRECISION, WIDEN)
+                acc_s, acc_t, acc = _gate_dots(x, w_ptr, k + tl.arange(0, BK), cols, acc_s, acc_t, acc, C, PRECISION,
+                                               WIDEN, WIDE)
         for tap in tl.static_range(2 if ONE_RING else 0, 3):  # x[t-2d], x[t-d], x[t]
             for k0 in range(0, C, BK):
                 ks = k0 + tl.arange(0, BK)
@@ -126,7 +134,10 @@ if triton is not None:
                 else:
                     x = tl.load(l_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
                     x = x.to(w_ptr.dtype.element_ty)  # the layer input, in the compute dtype
-                acc_s, acc_t = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, C, PRECISION, WIDEN)
+                acc_s, acc_t, acc = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, acc, C, PRECISION,
+                                               WIDEN, WIDE)
+        if WIDE:
+            acc_s, acc_t = tl.split(tl.permute(tl.reshape(acc, (BM, 2, BN)), (0, 2, 1)))
         cond = cond_ptr + rows[:, None] * cond_stride + cols[None, :]
         zs = acc_s + tl.load(cond, mask=live, other=0.0)
         zt = acc_t + tl.load(cond + C, mask=live, other=0.0)
@@ -154,13 +165,15 @@ if triton is not None:
             for k0 in range(0, KS, BK):
                 ks = first + k0 + tl.arange(0, BK)
                 x = tl.load(buf_ptr + slot * B * C + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
-                acc_s, acc_t = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, C, PRECISION, WIDEN)
+                acc_s, acc_t, _ = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, acc_s, C, PRECISION, WIDEN,
+                                             False)
         else:
             for k0 in range(0, KS, BK):
                 ks = first + k0 + tl.arange(0, BK)
                 x = tl.load(l_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
                 x = x.to(w_ptr.dtype.element_ty)  # the layer input, in the compute dtype
-                acc_s, acc_t = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, C, PRECISION, WIDEN)
+                acc_s, acc_t, _ = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, acc_s, C, PRECISION, WIDEN,
+                                             False)
         out = z_ptr + p * B * 2 * C + rows[:, None] * (2 * C) + cols[None, :]
         tl.store(out, acc_s, mask=live)
         tl.store(out + C, acc_t, mask=live)
@@ -323,12 +336,13 @@ def _tiles(blocks: tuple[int, ...]) -> tuple[int, int, int, int, int]:
 
 def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, cond: torch.Tensor,
          d: int, out: torch.Tensor | None = None, blocks: tuple[int, ...] | None = None,
-         one_ring: bool = False) -> torch.Tensor:
+         one_ring: bool = False, wide: bool = False) -> torch.Tensor:
     """g [B, 512] in ``w``'s dtype from the ring buffer ``buf`` [2d, B, 512], the device step
     ``t`` (int64 scalar), the layer input ``l`` [B, 512] float32, ``w`` [1536, 1024] and the
     layer's conditioning ``cond`` [B, 1024] float32 (rows may be strided: a column slice of the
-    all-layer conditioning). ``blocks`` overrides (BM, BN, BK, warps[, stages]) and ``one_ring``
-    picks the one-loop variant (the same sums), for tests and the tile sweeps."""
+    all-layer conditioning). ``blocks`` overrides (BM, BN, BK, warps[, stages]); ``one_ring`` (one
+    loop over both ring taps) and ``wide`` (one dot of twice the width) pick variants of the same
+    sums, for tests and the tile sweeps."""
     two_d, batch, c = buf.shape
     assert two_d == 2 * d and w.shape == (3 * c, 2 * c) and cond.stride(1) == 1, "gate: shapes"
     if out is None:
@@ -337,7 +351,7 @@ def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, c
     precision, widen = _precision(w)
     grid = (triton.cdiv(batch, bm), c // bn)
     _launch(_gate_kernel, grid, buf, t, l, w, cond, out, batch, d, cond.stride(0),
-            C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, ONE_RING=one_ring,
+            C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, ONE_RING=one_ring, WIDE=wide,
             num_warps=warps, num_stages=stages)
     return out
 
