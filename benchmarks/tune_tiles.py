@@ -79,25 +79,33 @@ def main() -> None:
         else:
             cands = [(bm, bn, bk, w, s) for bm, bn, bk, w, s in itertools.product([64, 128], [64, 128], [64], [4, 8], [3, 4])]
             cands += [(256, 64, 64, 8, 3), (128, 64, 32, 4, 4), (128, 64, 32, 8, 5)]
-        cases = [("gate", gate_case), ("gate one-ring", lambda b, dt, cfg: gate_case(b, dt, cfg, one_ring=True)),
-                 ("gate wide", lambda b, dt, cfg: gate_case(b, dt, cfg, wide=True)),
-                 ("gate one-ring wide", lambda b, dt, cfg: gate_case(b, dt, cfg, one_ring=True, wide=True)),
-                 ("res_skip", res_skip_case)]
-        for name, case in cases:
-            rows = []
-            for cfg in cands:
-                if name == "res_skip" and cfg[1] > 256:
-                    continue
-                try:
-                    launch, flop = case(batch, dtype, cfg)
-                    took = us(launch)
-                except Exception as e:  # a tile that does not fit in shared memory
-                    print(f"{name} batch {batch} {cfg}: {type(e).__name__}")
-                    continue
-                rows.append((took, cfg, flop / took / 1e6))
-            for took, cfg, tf in sorted(rows)[:6]:
-                print(f"{name} {args.dtype} batch {batch} {cfg}: {took:.1f} us  {tf:.0f} TFLOP/s")
+        best = {}
+        for name, case in [("gate", gate_case), ("res_skip", res_skip_case)]:
+            best[name] = sweep(name, case, batch, dtype, cands, args.dtype)
+        variants = [("gate one-ring", dict(one_ring=True)), ("gate wide", dict(wide=True)),
+                    ("gate one-ring wide", dict(one_ring=True, wide=True))]
+        for name, flags in variants:  # at the plain gate's two best tiles (and the engine's own)
+            tiles = list(dict.fromkeys(best["gate"][:2] + [K._tiles(K._blocks(batch))]))
+            sweep(name, lambda b, dt, cfg, flags=flags: gate_case(b, dt, cfg, **flags), batch, dtype, tiles, args.dtype)
 
+
+def sweep(name, case, batch, dtype, cands, label) -> list:
+    """Time ``case`` at each tile; print the six fastest; return the tiles, fastest first."""
+    rows = []
+    for cfg in cands:
+        if name == "res_skip" and cfg[1] > 256:
+            continue
+        try:
+            launch, flop = case(batch, dtype, cfg)
+            took = us(launch)
+        except Exception as e:  # a tile that does not fit in shared memory
+            print(f"{name} batch {batch} {cfg}: {type(e).__name__}")
+            continue
+        rows.append((took, cfg, flop / took / 1e6))
+    rows.sort()
+    for took, cfg, tf in rows[:6]:
+        print(f"{name} {label} batch {batch} {cfg}: {took:.1f} us  {tf:.0f} TFLOP/s", flush=True)
+    return [cfg for _, cfg, _ in rows]
 
 if __name__ == "__main__":
     main()
