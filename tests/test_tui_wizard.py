@@ -152,25 +152,25 @@ async def test_projection_uses_measured_figures_for_the_gpus_present(demo):
         assert app.draft.recipe().generation.gpus == 1
 
 
-async def test_projection_is_unknown_without_a_measurement(demo):
-    l4 = "NVIDIA L4"  # a model neither this machine nor onss measured
-    app = app_for(demo, probe_fn=lambda: fake_probe(1, name=l4), bench_results=lambda: bench("NVIDIA A100-SXM4-40GB", 1e6))
+async def nsynth_estimate(app) -> str:
+    """The grid screen's estimate with the NSynth engine picked."""
     async with app.run_test(size=SIZE) as pilot:
         await walk_to(pilot, GridScreen)
         app.screen.query_one("#engine", Select).value = "nsynth"
         await pilot.pause()
-        text = str(app.screen.query_one("#estimate", Static).render())
-        assert f"unknown: {l4} not measured yet (run `onss bench`" in text
+        return str(app.screen.query_one("#estimate", Static).render())
+
+
+async def test_projection_is_unknown_without_a_measurement(demo):
+    l4 = "NVIDIA L4"  # a model neither this machine nor onss measured
+    app = app_for(demo, probe_fn=lambda: fake_probe(1, name=l4), bench_results=lambda: bench("NVIDIA A100-SXM4-40GB", 1e6))
+    assert f"unknown: {l4} not measured yet (run `onss bench`" in await nsynth_estimate(app)
 
 
 async def test_an_h100_nobody_benchmarked_here_is_projected_from_onss_measurement(demo):
     app = app_for(demo, probe_fn=lambda: fake_probe(1), bench_results=lambda: [])
-    async with app.run_test(size=SIZE) as pilot:
-        await walk_to(pilot, GridScreen)
-        app.screen.query_one("#engine", Select).value = "nsynth"
-        await pilot.pause()
-        text = str(app.screen.query_one("#estimate", Static).render())
-        assert f"on 1 x {H100} (bf16, from onss's measurement of this GPU model on 2026-11-25" in text
+    text = await nsynth_estimate(app)
+    assert f"on 1 x {H100} (bf16, from onss's measurement of this GPU model on 2026-11-25" in text
 
 
 async def test_environment_compares_free_disk_with_the_recipes_need(demo):
