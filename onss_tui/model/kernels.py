@@ -117,7 +117,7 @@ if triton is not None:
         acc = tl.zeros((BM, 2 * BN) if WIDE else (1, 1), dtype=tl.float32)  # WIDE: [acc_s | acc_t]
         if ONE_RING:  # both ring taps in one loop (one software pipeline, not two), then x[t]
             for k in range(0, 2 * C, BK):  # the same sums in the same order as below
-                slot = tl.where(k < C, t % (2 * d), (t + d) % (2 * d))
+                slot = (t + (k // C) * d) % (2 * d)
                 ks = k % C + tl.arange(0, BK)
                 x = tl.load(buf_ptr + slot * B * C + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
                 acc_s, acc_t, acc = _gate_dots(x, w_ptr, k + tl.arange(0, BK), cols, acc_s, acc_t, acc, C, PRECISION,
@@ -125,11 +125,8 @@ if triton is not None:
         for tap in tl.static_range(2 if ONE_RING else 0, 3):  # x[t-2d], x[t-d], x[t]
             for k0 in range(0, C, BK):
                 ks = k0 + tl.arange(0, BK)
-                if tap == 0:
-                    x = tl.load(buf_ptr + (t % (2 * d)) * B * C + rows[:, None] * C + ks[None, :],
-                                mask=live, other=0.0)
-                elif tap == 1:
-                    x = tl.load(buf_ptr + ((t + d) % (2 * d)) * B * C + rows[:, None] * C + ks[None, :],
+                if tap < 2:  # x[t - (2 - tap) d] sits in slot (t + tap d) mod 2d
+                    x = tl.load(buf_ptr + ((t + tap * d) % (2 * d)) * B * C + rows[:, None] * C + ks[None, :],
                                 mask=live, other=0.0)
                 else:
                     x = tl.load(l_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
@@ -161,7 +158,7 @@ if triton is not None:
         acc_s = tl.zeros((BM, BN), dtype=tl.float32)
         acc_t = tl.zeros((BM, BN), dtype=tl.float32)
         if tap < 2:
-            slot = tl.where(tap == 0, t % (2 * d), (t + d) % (2 * d))
+            slot = (t + tap * d) % (2 * d)
             for k0 in range(0, KS, BK):
                 ks = first + k0 + tl.arange(0, BK)
                 x = tl.load(buf_ptr + slot * B * C + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
