@@ -58,6 +58,35 @@ def layer_case(batch, dtype, split, device="cuda"):
     return lambda: K.layer(buf, t, l, w, cond, w_rs, b_rs, skip, D, True, split=split)
 
 
+def traffic(kernel: str, batch: int, cfg, dtype=torch.bfloat16, split: int = 6, residual: bool = True) -> int:
+    """Bytes one launch moves between the SMs and the L2 cache (loads and stores, every program):
+    kernel "gate", "gate_split" or "res_skip" (with ``split``: reading the split gate's partial
+    sums; ``residual`` False: the last layer's). The operands are re-read by every tile that needs
+    them: the taps once per column tile (C / BN), the weights once per row tile (B / BM), which is
+    what bigger tiles save. tests/test_kernels.py counts the loads and stores of the kernels in
+    Triton's interpreter and checks this against them."""
+    bm, bn = cfg[0], cfg[1]
+    e = torch.tensor([], dtype=dtype).element_size()  # the ring's, the weights' and g's element
+    f = 4  # float32: the layer input l, the conditioning, the sums
+    row_tiles = -(-batch // bm)
+    if kernel == "gate":  # per column tile: the taps of every voice, the conditioning, g; the weights a row tile
+        return C // bn * (batch * (2 * C * e + C * f + 2 * bn * f + bn * e) + row_tiles * (3 * C * 2 * bn * e + 8))
+    if kernel == "gate_split":  # each of the 3C / ks programs a tile reads one tap's ks channels
+        ks = 3 * C // split
+        taps = sum(batch * ks * (e if (p * ks) // C < 2 else f) for p in range(split))
+        return C // bn * (taps + split * (batch * 2 * bn * f + row_tiles * (ks * 2 * bn * e + 8)))
+    assert kernel == "res_skip", kernel
+    r = C if residual else 0
+    bn = min(bn, S)
+    g = batch * C * 2 * (split + 1) * f if split else batch * C * e  # partial sums and conditioning, or g
+    out = (r + S) // bn * (g + row_tiles * (C * bn * e + bn * f))  # + the weights and the bias
+    out += r // bn * (batch * bn * (f + e + f) + row_tiles * 8)  # residual tiles: l in, x[t] to the ring, l out
+    out += S // bn * batch * bn * 2 * f  # skip tiles: the skip sum in and out
+    if not residual:  # the last layer's skip tiles store x[t] in 2 BN-channel slices
+        out += S // bn * (batch * 2 * bn * (f + e) + row_tiles * 8)
+    return out
+
+
 def us(launch) -> float:
     return do_bench(launch, warmup=20, rep=100) * 1000
 

@@ -287,8 +287,9 @@ if triton is not None:
         tl.store(prev_ptr + rows, (k.to(tl.float32) - 128.0) / 128.0, mask=live1)
 
 
-def _blocks(batch: int) -> tuple[int, int, int, int]:
-    """(BM, BN, BK, warps) from the batch alone. BK is fixed (it sets the summation order).
+def _blocks(batch: int, w: torch.Tensor | None = None) -> tuple[int, int, int, int]:
+    """(BM, BN, BK, warps) from the batch and the weights' dtype alone. BK is fixed for them (it
+    sets the summation order).
 
     Small batches read the weights (3 MB a layer in bf16) with few voices to use them on: narrow
     tiles spread that read over many SMs (BN = 16: 32 programs for ``gate`` at batch 1). Large
@@ -302,6 +303,8 @@ def _blocks(batch: int) -> tuple[int, int, int, int]:
     if batch <= 64:
         return 16, 64, 64, 4
     bm = min(128, triton.next_power_of_2(batch))
+    if bm >= 128 and w is not None and _precision(w)[0] == "ieee" and w.dtype == torch.float32:
+        return bm, 64, 32, 8  # float32 on the CUDA cores: BK 64 spilled 566 instructions' worth on sm_90
     return bm, 64, 64, 8 if bm >= 128 else 4
 
 
@@ -312,8 +315,10 @@ def _precision(w: torch.Tensor) -> tuple[str, bool]:
 
 
 def _launch(kernel, grid, *args, **meta) -> None:
-    """Every launch goes through here (a test records them to compile each for a Hopper GPU)."""
-    kernel[grid](*args, **meta)
+    """Every launch goes through here (a test records them to compile each for a Hopper GPU).
+    Fused multiply-adds are asked for by name: Triton 3.9 contracts a * b + c by default and 3.10
+    will not, and the samples (so a resume's bit-exactness) depend on it."""
+    kernel[grid](*args, enable_fp_fusion=True, **meta)
 
 
 def _fp32_precision() -> str:
@@ -344,7 +349,7 @@ def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, c
     assert two_d == 2 * d and w.shape == (3 * c, 2 * c) and cond.stride(1) == 1, "gate: shapes"
     if out is None:
         out = torch.empty(batch, c, device=l.device, dtype=w.dtype)
-    bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch))
+    bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch, w))
     precision, widen = _precision(w)
     grid = (triton.cdiv(batch, bm), c // bn)
     _launch(_gate_kernel, grid, buf, t, l, w, cond, out, batch, d, cond.stride(0),
@@ -367,10 +372,12 @@ def res_skip(g: torch.Tensor, w: torch.Tensor, b: torch.Tensor, l: torch.Tensor,
     s = skip.shape[1]
     assert w.shape == (c, r + s) and l.is_contiguous() and skip.is_contiguous(), "res_skip: shapes"
     assert g.shape == ((split, batch, 2 * c) if split else (batch, c)), "res_skip: g or its partial sums"
-    bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch))
+    bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch, w))
     bn = min(bn, s)
     assert residual or c == 2 * s, "res_skip: the last layer stores its input in 2 x BN-channel slices"
     precision, widen = _precision(w)
+    if split and blocks is None and not interpreting():  # the partial sums' tiles, 3 stages deep, took
+        stages = 2  # 120 KB of shared memory, and registers spilled in TF32 (ptxas for sm_90; a test checks)
     grid = (triton.cdiv(batch, bm), (r + s) // bn)
     cond_arg, cond_stride = (cond, cond.stride(0)) if split else (g, 0)  # unread without a split
     _launch(_res_skip_kernel, grid, g, w, b, l, skip, buf, t, cond_arg, batch, d, cond_stride,
@@ -401,7 +408,7 @@ def layer(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w_dil: torch.Tens
     assert (3 * c) % split == 0 and c % (3 * c // split) == 0, "layer: each split must lie in one tap"
     assert cond.stride(1) == 1 and l.is_contiguous(), "layer: strides"
     ks = 3 * c // split
-    bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch))
+    bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch, w_dil))
     z = torch.empty(split, batch, 2 * c, device=l.device, dtype=torch.float32)
     precision, widen = _precision(w_dil)
     _launch(_gate_split_kernel, (triton.cdiv(batch, bm), c // bn, split), buf, t, l, w_dil, z, batch, d,
