@@ -131,9 +131,21 @@ def test_prepare_warnings(tmp_path):
 # kill -9 at random moments, run again: byte-identical pads, nothing partial ever looks finished
 
 
-def _start(recipe: Path) -> subprocess.Popen:
+def _start(recipe: Path, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "onss_tui", "run", str(recipe), "--json", "--device", "cpu"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+def _tagged(tag: str) -> list[int]:
+    """The live processes whose environment holds ``tag`` (Linux: /proc)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if tag.encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone, or not ours to read
+            pass
+    return found
 
 
 def test_kill_anywhere_and_resume_gives_identical_pads(tmp_path):
@@ -153,8 +165,10 @@ def test_kill_anywhere_and_resume_gives_identical_pads(tmp_path):
     recipe = work / "small.yaml"
     recipe.write_text(ref_recipe.read_text())
     kills = 0
+    tag = f"ONSS_TEST_KILLED={os.getpid()}-{time.time_ns()}"  # marks the supervisors and every child of theirs
+    env = dict(os.environ, ONSS_TEST_KILLED=tag.split("=", 1)[1])
     for delay in sorted(rng.uniform(0.3, full, 8)):
-        p = _start(recipe)
+        p = _start(recipe, env)
         time.sleep(delay)
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
@@ -164,6 +178,11 @@ def test_kill_anywhere_and_resume_gives_identical_pads(tmp_path):
         for name, digest in digests(work / "run" / "pads").items():
             assert digest == want[name], f"partial pad {name} after a kill at {delay:.2f}s"
     assert kills >= 3
+    if sys.platform == "linux":  # nothing of a killed supervisor lives on (its CPU pool's workers once did)
+        deadline = time.monotonic() + 10
+        while _tagged(tag) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _tagged(tag)
     assert subprocess.run([sys.executable, "-m", "onss_tui", "run", str(recipe), "--json"],
                           capture_output=True).returncode == 0
     assert digests(work / "run" / "pads") == want

@@ -76,9 +76,11 @@ def _parallel(fn, jobs: list[tuple], workers: int) -> None:
             fn(*job)
         return
     # spawned, not forked: a forked child would inherit the run lock and keep holding it if the
-    # supervisor were killed, blocking the resumed run
+    # supervisor were killed, blocking the resumed run; and they die with it (an idle pool worker
+    # of a killed supervisor would otherwise wait for work for ever: it holds its queue's pipe)
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         for f in [pool.submit(fn, *job) for job in jobs]:
             f.result()
 
@@ -87,14 +89,18 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB" if n < 1e8 else f"{n / 1e6:,.0f} MB"
 
 
-def _die_with_parent() -> None:
-    """Linux: a worker gets SIGTERM when its supervisor dies, so no orphan keeps generating."""
+def _die_with_parent(parent: int | None = None) -> None:
+    """Linux: a worker gets SIGTERM when its supervisor dies, so no orphan keeps generating.
+    ``parent``: the supervisor's pid, for a child that starts slowly (a spawned pool worker
+    imports the package first): if the supervisor died before this ran, the child goes now."""
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def _clean_job(src: str, dst: str, mode: str, dbfs: float) -> None:
