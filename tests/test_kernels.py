@@ -147,6 +147,39 @@ def test_split_k_layer_matches_the_unsplit_layer_and_pytorch(dtype, batch, split
             assert torch.equal(buf[t % (2 * d)], l0)
 
 
+@pytest.mark.parametrize("split", [0, 6])
+def test_a_staged_bf16_input_gives_the_same_layer_bit_for_bit_and_is_renewed_for_the_next(split):
+    """Below float32 the engine keeps each layer's input also in the compute dtype (``lq``, from
+    start and then from each res_skip), so the gate reads x[t] in half the bytes instead of
+    converting float32 itself: the same numbers exactly, through a residual layer and the last."""
+    batch, d, t, dtype = 20, 4, 1_000_003, torch.bfloat16
+    w = rand(1536, 1024, dtype=dtype, scale=1 / 40, seed=3)
+    cond = rand(batch, 1024, seed=4)
+    taps, x = rand(2, batch, seed=8), rand(batch, seed=9)
+    w_start, b_start = rand(3, 512, seed=10), rand(512, seed=11)
+    w_skip, b_skip = rand(512, 256, scale=1 / 20, seed=12), rand(256, seed=13)
+    step = torch.tensor(t, dtype=torch.int64, device=DEVICE)
+
+    def renews(lq, l):  # lq is l in bfloat16 (Triton's rounding: to nearest on a GPU, towards 0 interpreted)
+        return bool(((lq.float() - l).abs() <= l.abs() * 2**-7).all()) and not torch.equal(lq.float(), l)
+
+    runs = []
+    for staged in (False, True):
+        lq = torch.empty(batch, 512, dtype=dtype, device=DEVICE) if staged else None
+        l, skip = kernels.start(taps.clone(), step, x, w_start, b_start, w_skip, b_skip, lq=lq)
+        if staged:
+            assert renews(lq, l)
+        buf = rand(2 * d, batch, 512, dtype=dtype, seed=1)
+        for residual, width in [(True, 768), (False, 256)]:
+            w_rs, b_rs = rand(512, width, dtype=dtype, scale=1 / 20, seed=5), rand(width, seed=6)
+            kernels.layer(buf, step, l, w, cond, w_rs, b_rs, skip, d, residual, split=split, lq=lq)
+            if staged and residual:
+                assert renews(lq, l)  # the next layer's input
+        runs.append((l, skip, buf))
+    for plain, staged in zip(*runs):
+        assert torch.equal(plain, staged)
+
+
 @pytest.mark.parametrize("batch", [1, 20])
 def test_start_head_and_sampler_match_pytorch(batch):
     from onss_tui.model.fastgen import sample
@@ -445,6 +478,22 @@ def test_every_case_of_the_tile_sweep_runs_through_the_engine_wrappers():
             tune.layer_case(3, dtype, split, device=DEVICE)()
 
 
+def test_the_tile_sweep_prints_time_flops_and_l2_traffic_for_each_tile(monkeypatch, capsys):
+    """sweep() with a stand-in clock (the first tile "takes" 20 us, the second 10): each tile's
+    line carries the bytes traffic() gives and that over the time, fastest first."""
+    tune = _tune_tiles()
+    clock = iter([20.0, 10.0])
+    monkeypatch.setattr(tune, "us", lambda launch: (launch(), next(clock))[1])
+    tiles = [(32, 128, 512, 1, 1), (16, 64, 64, 1, 1)]  # (gate tiles of BN over 128 are not swept)
+    order = tune.sweep("gate", tune.gate_case, 3, torch.bfloat16, tiles, "bf16", device=DEVICE)
+    assert order == tiles[::-1]
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for line, cfg, took in zip(lines, order, (10, 20)):
+        mb = tune.traffic("gate", 3, cfg, torch.bfloat16) / 1e6
+        assert line.startswith(f"gate bf16 batch 3 {cfg}: {took:.1f} us") and f" {mb:.0f} MB {mb / took:.2f} TB/s" in line
+
+
 @pytest.mark.skipif(DEVICE.type == "cuda", reason="counts the loads and stores of Triton's CPU interpreter")
 def test_the_memory_traffic_model_of_the_tile_sweep_matches_the_bytes_the_kernels_move(monkeypatch):
     """At large batches a layer is bound by the bytes its tiles move between the SMs and the L2
@@ -485,8 +534,9 @@ def test_the_memory_traffic_model_of_the_tile_sweep_matches_the_bytes_the_kernel
         l, cond = rand(20, 512), rand(20, 1024)
         w, w_rs, b_rs = rand(1536, 1024, dtype=dtype), rand(512, 256, dtype=dtype), rand(256)
         for split in (0, 6):  # the last layer (no residual), whole and split
+            lq = None if dtype == torch.float32 else l.to(dtype)  # staged below float32, as the engine does
             layer = lambda: kernels.layer(buf, t, l, w, cond, w_rs, b_rs, rand(20, 256), d, False,  # noqa: E731
-                                          blocks=cfg, split=split)
+                                          blocks=cfg, split=split, lq=lq)
             expected = (tune.traffic("gate_split", 20, cfg, dtype, split=split) if split else
                         tune.traffic("gate", 20, cfg, dtype))
             assert count(layer) == expected + tune.traffic("res_skip", 20, cfg, dtype, split=split, residual=False)

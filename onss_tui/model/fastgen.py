@@ -262,12 +262,14 @@ class PackedDecoder:
         from onss_tui.model import kernels as fused
 
         cond_layers, cond_out = cond
+        dtype = self.dil_w[0].dtype  # below float32, each layer's input is staged in it for the next gate
+        lq = None if dtype == torch.float32 else x_in.new_empty(x_in.shape[0], self.dil_w[0].shape[0] // 3, dtype=dtype)
         l, skip = fused.start(state.start_taps, t, x_in, self.start_w, self.start_b, self.skip_start_w,
-                              self.skip_start_b)  # [B, 512], [B, 256]
+                              self.skip_start_b, lq=lq)  # [B, 512], [B, 256]
         last = len(self.dilations) - 1
-        for i, d in enumerate(self.dilations):  # l and skip are updated in place
+        for i, d in enumerate(self.dilations):  # l, lq and skip are updated in place
             fused.layer(state.buffers[i], t, l, self.dil_w[i], cond_layers[:, i], self.rs_w[i], self.rs_b[i], skip, d,
-                        residual=i < last)
+                        residual=i < last, lq=lq)
         return fused.head(skip, self.out1_w, cond_out, self.logits_w, self.logits_b)  # [B, 256]
 
     def draw(self, logits: torch.Tensor, keys: torch.Tensor, t: torch.Tensor, codes: torch.Tensor,

@@ -21,6 +21,10 @@ is two kernels:
                (after ``gate`` has read that slot: the two kernels run in stream order) and adds
                the residual and skip parts to ``l`` and ``skip`` in place.
 
+Below float32 the layer input also travels in the compute dtype (``lq``: ``start`` and each
+``res_skip`` store it next to the float32 sum), so the gate reads x[t] in half the bytes; the gate
+would round it to that dtype itself anyway, so the numbers are the same.
+
 Up to 16 voices the gate splits its 1536-long sum over 6 programs a tile (split-K, each within
 one tap: 192 programs instead of 32 to read the layer's weights with), and res_skip adds the six
 partial sums, the conditioning and the gate as it reads them (:func:`layer`); the order of the
@@ -176,12 +180,14 @@ if triton is not None:
         tl.store(out + C, acc_t, mask=live)
 
     @triton.jit
-    def _res_skip_kernel(g_ptr, w_ptr, b_ptr, l_ptr, skip_ptr, buf_ptr, t_ptr, cond_ptr,
+    def _res_skip_kernel(g_ptr, w_ptr, b_ptr, l_ptr, lq_ptr, skip_ptr, buf_ptr, t_ptr, cond_ptr,
                          B, d, cond_stride,
                          R: tl.constexpr, S: tl.constexpr, C: tl.constexpr,
                          BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                          PRECISION: tl.constexpr, WIDEN: tl.constexpr, STORE_INPUT: tl.constexpr,
-                         SPLIT: tl.constexpr):
+                         SPLIT: tl.constexpr, STAGE: tl.constexpr):
+        """lq_ptr: the layer input in the compute dtype (the staged copy, or l itself). STAGE: also
+        store the next layer's input there."""
         rows = tl.program_id(0) * BM + tl.arange(0, BM)
         cols = tl.program_id(1) * BN + tl.arange(0, BN)  # output channels in [0, R + S)
         live = rows[:, None] < B
@@ -210,14 +216,17 @@ if triton is not None:
             t = tl.load(t_ptr)
             lcols = tl.program_id(1) * (2 * BN) + tl.arange(0, 2 * BN)
             lhere = rows[:, None] * C + lcols[None, :]
-            lold = tl.load(l_ptr + lhere, mask=live, other=0.0)
+            lold = tl.load(lq_ptr + lhere, mask=live, other=0.0)
             tl.store(buf_ptr + (t % (2 * d)) * B * C + lhere, lold.to(buf_ptr.dtype.element_ty), mask=live)
         if tl.program_id(1) * BN < R:  # a residual tile (BN divides R and S: no tile straddles)
             t = tl.load(t_ptr)
             here = rows[:, None] * C + cols[None, :]
             old = tl.load(l_ptr + here, mask=live, other=0.0)  # this layer's input x[t]
             tl.store(buf_ptr + (t % (2 * d)) * B * C + here, old.to(buf_ptr.dtype.element_ty), mask=live)
-            tl.store(l_ptr + here, old + acc, mask=live)
+            new = old + acc  # the next layer's input
+            tl.store(l_ptr + here, new, mask=live)
+            if STAGE:
+                tl.store(lq_ptr + here, new.to(lq_ptr.dtype.element_ty), mask=live)
         else:
             shere = rows[:, None] * S + (cols[None, :] - R)
             tl.store(skip_ptr + shere, tl.load(skip_ptr + shere, mask=live, other=0.0) + acc, mask=live)
@@ -232,8 +241,10 @@ if triton is not None:
         return x ^ (x >> 16)
 
     @triton.jit
-    def _start_kernel(taps_ptr, t_ptr, x_ptr, w_ptr, b_ptr, l_ptr, B, C: tl.constexpr, BM: tl.constexpr):
-        """startconv over x[t-2], x[t-1] (the ring ``taps``) and x[t]: l [B, C]; stores x[t] in the ring."""
+    def _start_kernel(taps_ptr, t_ptr, x_ptr, w_ptr, b_ptr, l_ptr, lq_ptr, B, C: tl.constexpr, BM: tl.constexpr,
+                      STAGE: tl.constexpr):
+        """startconv over x[t-2], x[t-1] (the ring ``taps``) and x[t]: l [B, C] (STAGE: and its copy
+        in the compute dtype, lq); stores x[t] in the ring."""
         rows = tl.program_id(0) * BM + tl.arange(0, BM)
         live1 = rows < B
         t = tl.load(t_ptr)
@@ -245,6 +256,8 @@ if triton is not None:
         l = l + x0[:, None] * tl.load(w_ptr + 2 * C + ks)[None, :]
         l = l + tl.load(b_ptr + ks)[None, :]
         tl.store(l_ptr + rows[:, None] * C + ks[None, :], l, mask=live1[:, None])
+        if STAGE:
+            tl.store(lq_ptr + rows[:, None] * C + ks[None, :], l.to(lq_ptr.dtype.element_ty), mask=live1[:, None])
         tl.debug_barrier()  # every thread of the program has read x[t-2] before it is overwritten
         tl.store(taps_ptr + (t % 2) * B + rows, x0, mask=live1)
 
@@ -293,7 +306,8 @@ def _blocks(batch: int, w: torch.Tensor | None = None) -> tuple[int, int, int, i
 
     Small batches read the weights (3 MB a layer in bf16) with few voices to use them on: narrow
     tiles spread that read over many SMs (BN = 16: 32 programs for ``gate`` at batch 1). Large
-    batches are matmul-bound: 128 x 64 tiles. Up to 64 voices, 16-voice row tiles measured best
+    batches are bound by the bytes the tiles re-read from L2 (docs/benchmarks.md): 128 x 64, the
+    largest tiles whose epilogue does not spill registers on sm_90. Up to 64 voices, 16-voice row tiles measured best
     on an H100 (benchmarks/tune_tiles.py: ``gate`` 18.1 us against 19.9 us for 64 x 32 at 64
     voices; BK 128 was faster still at batch 1, but BK stays fixed)."""
     if interpreting():  # the interpreter is numpy per program: few, large tiles
@@ -340,7 +354,8 @@ def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, c
          d: int, out: torch.Tensor | None = None, blocks: tuple[int, ...] | None = None,
          one_ring: bool = False, wide: bool = False) -> torch.Tensor:
     """g [B, 512] in ``w``'s dtype from the ring buffer ``buf`` [2d, B, 512], the device step
-    ``t`` (int64 scalar), the layer input ``l`` [B, 512] float32, ``w`` [1536, 1024] and the
+    ``t`` (int64 scalar), the layer input ``l`` [B, 512] (float32, or its copy already in ``w``'s
+    dtype: the engine's staged input, half the bytes to read), ``w`` [1536, 1024] and the
     layer's conditioning ``cond`` [B, 1024] float32 (rows may be strided: a column slice of the
     all-layer conditioning). ``blocks`` overrides (BM, BN, BK, warps[, stages]); ``one_ring`` (one
     loop over both ring taps) and ``wide`` (one dot of twice the width) pick variants of the same
@@ -360,12 +375,15 @@ def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, c
 
 def res_skip(g: torch.Tensor, w: torch.Tensor, b: torch.Tensor, l: torch.Tensor, skip: torch.Tensor,
              buf: torch.Tensor, t: torch.Tensor, d: int, residual: bool,
-             blocks: tuple[int, ...] | None = None, cond: torch.Tensor | None = None) -> None:
+             blocks: tuple[int, ...] | None = None, cond: torch.Tensor | None = None,
+             lq: torch.Tensor | None = None) -> None:
     """In place: ``buf[t mod 2d] <- l`` and ``l += (g @ w + b)[:, :512]`` (when ``residual``),
     ``skip += `` the rest. ``w`` is [512, 768] (or [512, 256] for the last layer, ``residual``
     False: then ``l`` is left alone and stored in the ring buffer). ``blocks`` as for :func:`gate`.
     With ``cond`` (the layer's conditioning), ``g`` is the split-K gate's partial sums
-    [split, B, 1024], which this kernel adds up, with ``cond``, before the gate."""
+    [split, B, 1024], which this kernel adds up, with ``cond``, before the gate. With ``lq`` (the
+    staged input: ``l`` in the compute dtype), the new ``l`` is staged there too, for the next
+    layer's gate."""
     batch, c = l.shape
     split = g.shape[0] if cond is not None else 0
     r = c if residual else 0
@@ -380,9 +398,11 @@ def res_skip(g: torch.Tensor, w: torch.Tensor, b: torch.Tensor, l: torch.Tensor,
         stages = 2  # 120 KB of shared memory, and registers spilled in TF32 (ptxas for sm_90; a test checks)
     grid = (triton.cdiv(batch, bm), (r + s) // bn)
     cond_arg, cond_stride = (cond, cond.stride(0)) if split else (g, 0)  # unread without a split
-    _launch(_res_skip_kernel, grid, g, w, b, l, skip, buf, t, cond_arg, batch, d, cond_stride,
+    stage = lq is not None and lq is not l
+    assert not stage or (lq.shape == l.shape and lq.is_contiguous()), "res_skip: the staged input"
+    _launch(_res_skip_kernel, grid, g, w, b, l, lq if stage else l, skip, buf, t, cond_arg, batch, d, cond_stride,
             R=r, S=s, C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen,
-            STORE_INPUT=not residual, SPLIT=split, num_warps=warps, num_stages=stages)
+            STORE_INPUT=not residual, SPLIT=split, STAGE=stage and residual, num_warps=warps, num_stages=stages)
 
 
 def _split(batch: int) -> int:
@@ -395,15 +415,18 @@ def _split(batch: int) -> int:
 
 def layer(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w_dil: torch.Tensor, cond: torch.Tensor,
           w_rs: torch.Tensor, b_rs: torch.Tensor, skip: torch.Tensor, d: int, residual: bool,
-          blocks: tuple[int, ...] | None = None, split: int | None = None) -> None:
+          blocks: tuple[int, ...] | None = None, split: int | None = None, lq: torch.Tensor | None = None) -> None:
     """One decoder layer of a step, in place: :func:`gate` then :func:`res_skip`, or at small
     batches (``split``, default :func:`_split`) the split-K gate, whose partial sums res_skip adds
-    up (with the conditioning and the gate) as it reads them."""
+    up (with the conditioning and the gate) as it reads them. ``lq``: the staged input (``l`` in
+    the compute dtype, from :func:`start` or the layer before), read by the gate and renewed by
+    res_skip; the same numbers as converting ``l`` in the gate, in half the bytes."""
     batch, c = l.shape
     split = _split(batch) if split is None else split
+    x_t = l if lq is None else lq  # what the gate reads for x[t]
     if not split:
-        g = gate(buf, t, l, w_dil, cond, d, blocks=blocks)
-        res_skip(g, w_rs, b_rs, l, skip, buf, t, d, residual, blocks=blocks)
+        g = gate(buf, t, x_t, w_dil, cond, d, blocks=blocks)
+        res_skip(g, w_rs, b_rs, l, skip, buf, t, d, residual, blocks=blocks, lq=lq)
         return
     assert (3 * c) % split == 0 and c % (3 * c // split) == 0, "layer: each split must lie in one tap"
     assert cond.stride(1) == 1 and l.is_contiguous(), "layer: strides"
@@ -411,23 +434,26 @@ def layer(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w_dil: torch.Tens
     bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch, w_dil))
     z = torch.empty(split, batch, 2 * c, device=l.device, dtype=torch.float32)
     precision, widen = _precision(w_dil)
-    _launch(_gate_split_kernel, (triton.cdiv(batch, bm), c // bn, split), buf, t, l, w_dil, z, batch, d,
+    _launch(_gate_split_kernel, (triton.cdiv(batch, bm), c // bn, split), buf, t, x_t, w_dil, z, batch, d,
             C=c, BM=bm, BN=bn, BK=min(bk, ks), KS=ks, PRECISION=precision, WIDEN=widen,
             num_warps=warps, num_stages=stages)
-    res_skip(z, w_rs, b_rs, l, skip, buf, t, d, residual, blocks=blocks, cond=cond)
+    res_skip(z, w_rs, b_rs, l, skip, buf, t, d, residual, blocks=blocks, cond=cond, lq=lq)
 
 
 def start(taps: torch.Tensor, t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
-          ws: torch.Tensor, bs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+          ws: torch.Tensor, bs: torch.Tensor, lq: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The start of a step: startconv over the scalar inputs x[t-2], x[t-1] (the two-slot ring
     ``taps`` [2, B]) and ``x`` [B], then skip_start; stores ``x`` in the ring. Returns the first
-    layer input l [B, 512] and the skip sum [B, 256], float32."""
+    layer input l [B, 512] and the skip sum [B, 256], float32; with ``lq`` [B, 512] (the staged
+    input, in the layers' compute dtype), l is also stored there, converted."""
     batch = x.shape[0]
     c = w.shape[1]
     l = torch.empty(batch, c, device=x.device, dtype=torch.float32)
     x = x.contiguous()  # a column of the teacher-forced audio is strided
     bm = 16  # a [16, 512] tile a program: elementwise
-    _launch(_start_kernel, (triton.cdiv(batch, bm),), taps, t, x, w, b, l, batch, C=c, BM=bm, num_warps=4)
+    assert lq is None or (lq.shape == l.shape and lq.is_contiguous()), "start: the staged input"
+    _launch(_start_kernel, (triton.cdiv(batch, bm),), taps, t, x, w, b, l, l if lq is None else lq, batch,
+            C=c, BM=bm, STAGE=lq is not None, num_warps=4)
     return l, dense(l, ws, bs)
 
 
