@@ -3,8 +3,9 @@
     python benchmarks/tune_tiles.py --batch 1 64 4096
 
 For each batch and candidate (BM, BN, BK, warps, stages) it prints microseconds per launch, the
-TFLOP/s and the bytes moved to and from L2 (MB, and TB/s over the time), for gate (and its variants of the same sums: one loop over both ring taps, one dot of
-twice the width), res_skip, and
+TFLOP/s and the bytes moved to and from L2 (MB, and TB/s over the time), for gate (and its variants
+of the same sums: one loop over both ring taps, one dot of twice the width; and the sums started
+from the conditioning, which frees the registers 256 x 64 tiles need), res_skip, and
 up to 64 voices the whole layer split-K 0 to 24 ways. _blocks() and _split() in
 onss_tui/model/kernels.py are then set from the winners (no autotuning at run time: the tiles
 fix the summation order, which bit-exact resumes rely on). Every case goes through the engine's
@@ -23,7 +24,7 @@ from onss_tui.model import kernels as K
 C, S, D = 512, 256, 64
 
 
-def gate_case(batch, dtype, cfg, one_ring=False, wide=False, device="cuda"):
+def gate_case(batch, dtype, cfg, one_ring=False, wide=False, cond_first=False, device="cuda"):
     """(one launch of the gate as the engine makes it, its FLOPs)."""
     buf = torch.randn(2 * D, batch, C, device=device).to(dtype)
     l = torch.randn(batch, C, device=device).to(dtype)  # below float32 the engine stages x[t] in dtype
@@ -31,7 +32,8 @@ def gate_case(batch, dtype, cfg, one_ring=False, wide=False, device="cuda"):
     cond = torch.randn(batch, 2 * C, device=device)
     g = torch.empty(batch, C, device=device, dtype=dtype)
     t = torch.tensor(77, device=device)
-    return (lambda: K.gate(buf, t, l, w, cond, D, out=g, blocks=cfg, one_ring=one_ring, wide=wide),
+    return (lambda: K.gate(buf, t, l, w, cond, D, out=g, blocks=cfg, one_ring=one_ring, wide=wide,
+                           cond_first=cond_first),
             batch * 3 * C * 2 * C * 2)
 
 
@@ -118,9 +120,11 @@ def main() -> None:
         for name, case in [("gate", gate_case), ("res_skip", res_skip_case)]:
             best[name] = sweep(name, case, batch, dtype, cands, args.dtype)
         variants = [("gate one-ring", dict(one_ring=True)), ("gate wide", dict(wide=True)),
-                    ("gate one-ring wide", dict(one_ring=True, wide=True))]
+                    ("gate one-ring wide", dict(one_ring=True, wide=True)), ("gate cond-first", dict(cond_first=True))]
         for name, flags in variants:  # at the plain gate's two best tiles (and the engine's own)
             tiles = list(dict.fromkeys(best["gate"][:2] + [K._tiles(K._blocks(batch))]))
+            if "cond_first" in flags and batch > 256:  # its reason to be: 256 x 64 without spills (172 MB, not 222)
+                tiles.append((256, 64, 64, 8, 3))
             sweep(name, lambda b, dt, cfg, device, flags=flags: gate_case(b, dt, cfg, device=device, **flags), batch,
                   dtype, tiles, args.dtype, kernel="gate")
 

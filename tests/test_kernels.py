@@ -429,7 +429,9 @@ def test_the_gate_variants_of_the_tile_sweep_are_the_same_gate_and_compile_for_h
     """Variants for benchmarks/tune_tiles.py: both ring taps in one loop (one software pipeline),
     and one dot of twice the width over [sigmoid | tanh] weight columns. The same sums in the same
     order, so a GPU session may take either on speed alone. (On the GPU, bit for bit; in the
-    interpreter, tl.dot is numpy's matmul, whose BLAS may block a wider product's sums otherwise.)"""
+    interpreter, tl.dot is numpy's matmul, whose BLAS may block a wider product's sums otherwise.)
+    A third starts the sums from the conditioning: another order, so only close; its point is a
+    256 x 64 tile that compiles without spilling registers."""
     batch, d, t = 20, 16, 77
     for dtype in (torch.float32, torch.bfloat16):
         buf, l = rand(2 * d, batch, 512, dtype=dtype, seed=1), rand(batch, 512, seed=2)
@@ -443,12 +445,17 @@ def test_the_gate_variants_of_the_tile_sweep_are_the_same_gate_and_compile_for_h
                 assert torch.equal(outs[0], wide)
             else:
                 torch.testing.assert_close(wide, outs[0], rtol=0, atol=TOL[dtype] / 16)
+        first = kernels.gate(buf, step, l, w, cond, d, blocks=LARGE, cond_first=True)
+        torch.testing.assert_close(first.float(), outs[0].float(), rtol=0, atol=TOL[dtype])
+    l = l.to(torch.bfloat16)  # as the engine stages it
     args = (buf, step, l, w, cond, outs[0], batch, d, cond.stride(0))
-    launches = [(kernels._gate_kernel, args, dict(C=512, BM=128, BN=64, BK=64, PRECISION="ieee", WIDEN=False,
-                                                  ONE_RING=one_ring, WIDE=wide, num_warps=8, num_stages=3))
+    tile = dict(C=512, BK=64, PRECISION="ieee", WIDEN=False, num_warps=8, num_stages=3)
+    launches = [(kernels._gate_kernel, args, dict(tile, BM=128, BN=64, ONE_RING=one_ring, WIDE=wide, COND_FIRST=False))
                 for one_ring, wide in [(True, False), (False, True), (True, True)]]
+    launches.append((kernels._gate_kernel, args, dict(tile, BM=256, BN=64, ONE_RING=False, WIDE=False, COND_FIRST=True)))
     compiled = _compile_for_hopper(launches)
-    assert len(compiled) == 3 and all(shared <= HOPPER_SHARED for _, shared, _, _ in compiled)
+    assert len(compiled) == 4 and all(shared <= HOPPER_SHARED for _, shared, _, _ in compiled)
+    assert compiled[-1][3] == 0, f"the cond-first gate at 256 x 64 spills: {compiled[-1]}"
 
 
 def _tune_tiles():
@@ -471,6 +478,7 @@ def test_every_case_of_the_tile_sweep_runs_through_the_engine_wrappers():
         for launch, flop in (tune.gate_case(3, dtype, tiles, device=DEVICE),
                              tune.gate_case(3, dtype, tiles, one_ring=True, device=DEVICE),
                              tune.gate_case(3, dtype, tiles, wide=True, device=DEVICE),
+                             tune.gate_case(3, dtype, tiles, cond_first=True, device=DEVICE),
                              tune.res_skip_case(3, dtype, tiles, device=DEVICE)):
             launch()
             assert flop > 0
