@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_session.sh bench    onss bench: every precision x kernels x batch, fidelity, ~5 min
 #   bash benchmarks/gpu_session.sh tune     tile sweeps of gate / res_skip at batches 4096, 512, 64, 1
 #   bash benchmarks/gpu_session.sh profile  where a bf16 step's GPU time goes, fused and PyTorch
-#   bash benchmarks/gpu_session.sh first    tests, profile and tune in one call (~6 min); then `bench`
+#   bash benchmarks/gpu_session.sh first    tests, profile and a focused tune in one call (~6 min); then `bench`
 # Everything it prints also lands in $OUT (pytest.log, bench.md, bench.json, env.txt), which the
 # device tool brings back. Prepare .device/ first with benchmarks/gpu_prepare.sh (here).
 set -uo pipefail
@@ -35,7 +35,7 @@ case "${1:-tests}" in
       --no-save --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.md"
     ;;
   tune)
-    python3 benchmarks/tune_tiles.py --batch 4096 512 64 1 2>&1 | tee "$OUT/tune.txt"
+    python3 benchmarks/tune_tiles.py --batch 4096 512 64 1 ${ONSS_TUNE_FOCUS:-} 2>&1 | tee "$OUT/tune.txt"
     ;;
   profile)
     for k in triton torch; do
@@ -46,7 +46,7 @@ case "${1:-tests}" in
     export ONSS_NO_WHEELS=1
     timeout 240 bash "$0" tests >/dev/null 2>&1; tail -n 30 "$OUT/pytest.log"
     timeout 60 bash "$0" profile >/dev/null 2>&1; grep -E "batch|_kernel|total" "$OUT/profile.txt" | cut -c1-60,130-160
-    timeout 150 bash "$0" tune 2>&1 | grep -v "^$"
+    ONSS_TUNE_FOCUS=--focus timeout 150 bash "$0" tune 2>&1 | grep -v "^$"
     ;;
   *) echo "usage: gpu_session.sh tests|bench|tune|profile|first"; exit 2 ;;
 esac

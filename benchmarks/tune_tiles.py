@@ -102,6 +102,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 64, 4096])
     ap.add_argument("--dtype", default="bf16")
+    ap.add_argument("--focus", action="store_true",
+                    help="above 256 voices only the tiles the L2-traffic model singles out (a few minutes' sweep)")
     args = ap.parse_args()
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     for batch in args.batch:
@@ -116,6 +118,9 @@ def main() -> None:
             cands = [(bm, bn, bk, w, s) for bm, bn, bk, w, s in itertools.product([64, 128], [64, 128], [64], [4, 8], [3, 4])]
             cands += [(256, 64, 64, 8, 3), (128, 64, 32, 4, 4), (128, 64, 32, 8, 5)]
             cands += [(128, 256, 64, 8, 3), (64, 256, 64, 8, 3)]  # res_skip only: 3 column tiles, not 12
+            if args.focus:  # the engine's tile, and the ones that move fewer bytes (docs/benchmarks.md)
+                cands = [(128, 64, 64, 8, 3), (128, 64, 64, 8, 4), (128, 128, 64, 8, 3), (128, 256, 64, 8, 3),
+                         (64, 256, 64, 8, 3)]
         best = {}
         for name, case in [("gate", gate_case), ("res_skip", res_skip_case)]:
             best[name] = sweep(name, case, batch, dtype, cands, args.dtype)
