@@ -321,7 +321,6 @@ def test_choose_kernels_times_both_and_lets_the_caller_veto_the_fused_ones():
 
 
 HOPPER_SHARED = 232_448  # bytes of shared memory one program may use on an H100 / H200 (227 KB)
-TRITON_TYPES = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.int64: "*i64", torch.uint8: "*u8"}
 
 
 def _launches_of_a_step(monkeypatch, batch: int, precision: str) -> list:
@@ -452,7 +451,8 @@ def test_the_gate_variants_of_the_tile_sweep_are_the_same_gate_and_compile_for_h
     tile = dict(C=512, BK=64, PRECISION="ieee", WIDEN=False, num_warps=8, num_stages=3)
     launches = [(kernels._gate_kernel, args, dict(tile, BM=128, BN=64, ONE_RING=one_ring, WIDE=wide, COND_FIRST=False))
                 for one_ring, wide in [(True, False), (False, True), (True, True)]]
-    launches.append((kernels._gate_kernel, args, dict(tile, BM=256, BN=64, ONE_RING=False, WIDE=False, COND_FIRST=True)))
+    launches.append((kernels._gate_kernel, args,
+                     dict(tile, BM=256, BN=64, ONE_RING=False, WIDE=False, COND_FIRST=True)))
     compiled = _compile_for_hopper(launches)
     assert len(compiled) == 4 and all(shared <= HOPPER_SHARED for _, shared, _, _ in compiled)
     assert compiled[-1][3] == 0, f"the cond-first gate at 256 x 64 spills: {compiled[-1]}"
@@ -499,7 +499,8 @@ def test_the_tile_sweep_prints_time_flops_and_l2_traffic_for_each_tile(monkeypat
     assert len(lines) == 2
     for line, cfg, took in zip(lines, order, (10, 20)):
         mb = tune.traffic("gate", 3, cfg, torch.bfloat16) / 1e6
-        assert line.startswith(f"gate bf16 batch 3 {cfg}: {took:.1f} us") and f" {mb:.0f} MB {mb / took:.2f} TB/s" in line
+        assert line.startswith(f"gate bf16 batch 3 {cfg}: {took:.1f} us")
+        assert f" {mb:.0f} MB {mb / took:.2f} TB/s" in line
 
 
 @pytest.mark.skipif(DEVICE.type == "cuda", reason="counts the loads and stores of Triton's CPU interpreter")

@@ -315,9 +315,9 @@ def _blocks(batch: int, w: torch.Tensor | None = None) -> tuple[int, int, int, i
     Small batches read the weights (3 MB a layer in bf16) with few voices to use them on: narrow
     tiles spread that read over many SMs (BN = 16: 32 programs for ``gate`` at batch 1). Large
     batches are bound by the bytes the tiles re-read from L2 (docs/benchmarks.md): 128 x 64, the
-    largest tiles whose epilogue does not spill registers on sm_90. Up to 64 voices, 16-voice row tiles measured best
-    on an H100 (benchmarks/tune_tiles.py: ``gate`` 18.1 us against 19.9 us for 64 x 32 at 64
-    voices; BK 128 was faster still at batch 1, but BK stays fixed)."""
+    largest tiles whose epilogue does not spill registers on sm_90. Up to 64 voices, 16-voice row
+    tiles measured best on an H100 (benchmarks/tune_tiles.py: ``gate`` 18.1 us against 19.9 us for
+    64 x 32 at 64 voices; BK 128 was faster still at batch 1, but BK stays fixed)."""
     if interpreting():  # the interpreter is numpy per program: few, large tiles
         return max(16, min(64, triton.next_power_of_2(batch))), 256, 512, 1
     if batch <= 16:
