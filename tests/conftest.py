@@ -75,3 +75,21 @@ def golden_checkpoint(tmp_path_factory, golden_variables) -> Path:
     tensors["global_step"] = np.array(200000, dtype=np.int64)
     tensors["beta1_power"] = np.array(0.5, dtype=np.float32)
     return write_bundle(folder / "model.ckpt-200000", tensors)
+
+
+@pytest.fixture(scope="session")
+def small_model():
+    """An NSynth whose decoder has 4 layers (dilations 1 to 8) of seeded random weights: the
+    engine's own code paths (batches, saves, resume) at a sixth of the full model's cost a step,
+    for tests that do not need the published numbers."""
+    from onss_tui.model import NSynth
+    from onss_tui.model.decoder import Decoder
+
+    torch.manual_seed(0)
+    model = NSynth(precision="fp32")
+    model.decoder = Decoder(layers=4).eval()
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(3.0)  # livelier than the default initialisation: many classes get drawn
+    model.source = "4 random layers (tests)"
+    return model

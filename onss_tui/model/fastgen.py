@@ -18,7 +18,10 @@ The fed-back input is (k - 128) / 128, which equals mu-law(inv_mu_law(k)) / 128 
 Precision: ``fp32``/``tf32`` keep everything in float32 (tf32 lets CUDA matmuls use TF32 cores);
 ``bf16`` stores weights and layer states in bfloat16 and multiplies in bfloat16 with float32
 accumulation, while the residual and skip sums, the gates, the conditioning and the softmax stay
-in float32.
+in float32. On a CPU the bfloat16 products are taken in float32 instead (operands rounded to
+bfloat16, then widened: the product of two bfloat16 values is exact in float32, so this is the
+tensor cores' arithmetic); most CPUs have no bfloat16 instructions, and there PyTorch's bfloat16
+matmul runs 20 to 170 times slower than this.
 """
 
 from __future__ import annotations
@@ -153,6 +156,11 @@ class PackedDecoder:
         self.logits_w = f32(_matrix(decoder.logits))  # [256, 256]
         self.logits_b = f32(decoder.logits.bias)
         self.gate_width = decoder.dilated[0].out_channels
+        # what the PyTorch layer step multiplies by: the weights themselves, or on a CPU below
+        # float32 their exact float32 widening (see the module docstring)
+        self.mm_dtype = torch.float32 if dev.type == "cpu" and kernels == "torch" else cdt
+        self.dil_mm = [w.to(self.mm_dtype) for w in self.dil_w]
+        self.rs_mm = [w.to(self.mm_dtype) for w in self.rs_w]
 
     @property
     def receptive_field(self) -> int:
@@ -237,14 +245,14 @@ class PackedDecoder:
     def _torch_layers(self, taps):
         """The layer stack in PyTorch ops; ``taps(i, now)`` -> layer i's inputs at t-2d, t-d and t
         stacked [B, 1536] (and stores ``now``)."""
-        cdt = self.compute_dtype
+        cdt, mdt = self.compute_dtype, self.mm_dtype  # stored / rounded to; multiplied in
         last = len(self.dilations) - 1
 
         def run(l: torch.Tensor, skip: torch.Tensor, cond_layers: torch.Tensor) -> torch.Tensor:
             for i in range(len(self.dilations)):
-                z = (taps(i, l.to(cdt)) @ self.dil_w[i]).float() + cond_layers[:, i]  # [B, 1024]
+                z = (taps(i, l.to(cdt)).to(mdt) @ self.dil_mm[i]).float() + cond_layers[:, i]  # [B, 1024]
                 g = torch.sigmoid(z[:, :RESIDUAL]) * torch.tanh(z[:, RESIDUAL:])  # [B, 512]
-                rs = (g.to(cdt) @ self.rs_w[i]).float() + self.rs_b[i]  # [B, 768] (or [B, 256] last)
+                rs = (g.to(cdt).to(mdt) @ self.rs_mm[i]).float() + self.rs_b[i]  # [B, 768] (or [B, 256] last)
                 if i < last:
                     l = l + rs[:, :RESIDUAL]
                     skip = skip + rs[:, RESIDUAL:]

@@ -150,18 +150,18 @@ def test_disk_full_names_the_folder_and_resumes(tmp_path, reference, stage, limi
     assert digests(tmp_path / "run" / "pads") == want
 
 
-def test_out_of_memory_halves_the_batch(tmp_path, golden_model):
+def test_out_of_memory_halves_the_batch(tmp_path, small_model):
     from onss_tui.pipeline.generate import generate_nsynth_shard
 
     emb = np.random.default_rng(3).normal(0, 5, (4, 1, 16)).astype(np.float32)
     ids = np.arange(10, 14)
     whole = tmp_path / "whole.npy"
-    generate_nsynth_shard(golden_model, emb, ids, 5, whole, save_every=256)
+    generate_nsynth_shard(small_model, emb, ids, 5, whole, save_every=256)
     halved = []
     os.environ["ONSS_FAULT_OOM_ABOVE"] = "1"
     try:
         out = tmp_path / "oom.npy"
-        generate_nsynth_shard(golden_model, emb, ids, 5, out, save_every=256, on_oom=halved.append)
+        generate_nsynth_shard(small_model, emb, ids, 5, out, save_every=256, on_oom=halved.append)
     finally:
         del os.environ["ONSS_FAULT_OOM_ABOVE"]
     assert halved == [2, 1, 1]  # 4 -> 2 + 2, each 2 -> 1 + 1
@@ -175,7 +175,7 @@ def test_out_of_memory_halves_the_batch(tmp_path, golden_model):
     os.environ.update(ONSS_FAULT_OOM_ABOVE="2", ONSS_FAULT_OOM_AFTER="384")
     try:
         late = tmp_path / "late.npy"
-        generate_nsynth_shard(golden_model, emb, ids, 5, late, save_every=128, on_oom=halved.append,
+        generate_nsynth_shard(small_model, emb, ids, 5, late, save_every=128, on_oom=halved.append,
                               progress=lambda t, total: progress.append(t))
     finally:
         del os.environ["ONSS_FAULT_OOM_ABOVE"], os.environ["ONSS_FAULT_OOM_AFTER"]
