@@ -25,12 +25,12 @@ fi
 case "${1:-tests}" in
   tests)
     python3 -m pytest -q -p no:cacheprovider -o addopts="" --timeout=120 -rfE \
-      tests/test_kernels.py tests/test_graphgen.py tests/test_precision.py tests/test_model_golden.py \
+      tests/test_kernels.py tests/test_persistent.py tests/test_graphgen.py tests/test_precision.py tests/test_model_golden.py \
       tests/faults/test_kill_and_space.py::test_out_of_memory_halves_the_batch \
       2>&1 | tee "$OUT/pytest.log"
     ;;
   bench)
-    python3 -m onss_tui.cli bench --device cuda --precision bf16 tf32 fp32 --kernels torch triton \
+    python3 -m onss_tui.cli bench --device cuda --precision bf16 tf32 fp32 --kernels torch triton persistent \
       --batch 1 64 512 2048 4096 --steps 128 ${ONSS_GOLDEN:+--golden "$ONSS_GOLDEN"} --fidelity-samples 2048 \
       --no-save --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.md"
     ;;
@@ -41,6 +41,7 @@ case "${1:-tests}" in
     for k in triton torch; do
       python3 benchmarks/profile_step.py --precision bf16 --kernels $k --batch 1 4096 --rows 8 2>&1 | tee -a "$OUT/profile.txt"
     done
+    python3 benchmarks/profile_step.py --precision bf16 --kernels persistent --batch 1 64 --rows 4 2>&1 | tee -a "$OUT/profile.txt"
     ;;
   first)  # one call of about 6 minutes: the CUDA tests, then where the time goes, then the tile sweeps
     export ONSS_NO_WHEELS=1

@@ -97,9 +97,13 @@ def _timed_steps(model, batch: int, steps: int, warm: int):
         return time.perf_counter() - t0, gen
 
 
+PERSISTENT_MAX = 64  # model.persistent.MAX_BATCH (not imported here: it needs Triton)
+
+
 def kernel_choices(model) -> list[str]:
     """The layer steps worth timing on the model's device: the fused kernels on a GPU with Triton
-    (Triton's CPU interpreter is for tests, not for speed)."""
+    (Triton's CPU interpreter is for tests, not for speed). The persistent kernel only when asked
+    for by name (``--kernels persistent``) until a GPU session has measured it."""
     from onss_tui.model import kernels
 
     return ["torch", "triton"] if model.device.type == "cuda" and kernels.available(model.device) else ["torch"]
@@ -184,6 +188,9 @@ def run(device: str, precisions: list[str], batches: list[int], steps: int, enco
         peak = peak_tflops(name, precision)
         for k in kernels or kernel_choices(model):
             for b in batches:
+                if k == "persistent" and b > PERSISTENT_MAX:
+                    progress(f"{precision} {k} batch {b}: skipped (persistent runs up to {PERSISTENT_MAX} voices)")
+                    continue
                 try:
                     r = bench_generate(model.with_precision(precision, kernels=k), b, steps)
                 except torch.cuda.OutOfMemoryError:

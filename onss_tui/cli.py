@@ -448,12 +448,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UserError(f"{golden}: no nsynth_reference.npz there; --golden takes the golden reference folder "
                         "(shared/golden beside the project)")
     samples = args.fidelity_samples if args.fidelity_samples is not None else (4096 if cuda else 256)
-    if args.kernels and "triton" in args.kernels:
+    for fused in {"triton", "persistent"} & set(args.kernels or ()):
         from onss_tui.model import kernels
 
         why = kernels.why_unavailable(torch.device(device))
         if why:
-            raise UserError(f"--kernels triton: {why}.")
+            raise UserError(f"--kernels {fused}: {why}.")
     result = bench.run(device, precisions, batches, steps, encoder=not args.no_encoder,
                        progress=lambda line: print(line, file=sys.stderr, flush=True),
                        golden_dir=golden, fidelity_samples=samples, kernels=args.kernels)
@@ -624,8 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--precision", nargs="+", choices=["fp32", "tf32", "bf16"],
                     help="default: bf16 tf32 fp32 on a GPU, fp32 on the CPU")
     bn.add_argument("--batch", nargs="+", type=int, help="batch sizes (default: 1 64 512 2048 4096 8192 on a GPU)")
-    bn.add_argument("--kernels", nargs="+", choices=["torch", "triton"],
-                    help="layer steps to time: PyTorch ops, fused Triton kernels (default: all that run here)")
+    bn.add_argument("--kernels", nargs="+", choices=["torch", "triton", "persistent"],
+                    help="layer steps to time: PyTorch ops, fused Triton kernels, many steps a launch (batches up to "
+                         "64) (default: torch and triton where they run)")
     bn.add_argument("--steps", type=int, help="timed decoder steps per measurement")
     bn.add_argument("--no-encoder", action="store_true", help="skip the encoder measurement")
     bn.add_argument("--golden", help="the golden reference folder: adds the fidelity table (KL to fp32, top-1)")

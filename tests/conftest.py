@@ -7,6 +7,11 @@ from pathlib import Path
 
 import os
 
+# numpy's OpenBLAS threads and torch's OpenMP threads, each as many as the cores, take turns
+# spinning on a small machine: Triton's interpreter multiplies its tiles with numpy, and on the
+# 2-core CI machine each of those products took 100 times as long (16 ms, not 0.15). Before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 import torch

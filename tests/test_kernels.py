@@ -345,11 +345,10 @@ os.environ.pop("TRITON_INTERPRET", None)  # compile: the @triton.jit functions, 
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from onss_tui.model import kernels
-import re, subprocess, tempfile
+import importlib, re, subprocess, tempfile
 out = []
-for name, signature, constexprs, aligned, options in json.load(sys.stdin):
-    fn = getattr(kernels, name)
+for module, name, signature, constexprs, aligned, options in json.load(sys.stdin):
+    fn = getattr(importlib.import_module(module), name)
     attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n in aligned}
     src = ASTSource(fn, signature, constexprs=constexprs, attrs=attrs)
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
@@ -377,7 +376,7 @@ def _compile_for_hopper(launches) -> list[tuple[str, int, int, int]]:
     jobs = []
     for kernel, args, meta in launches:
         meta = dict(meta)
-        options = {k: meta.pop(k) for k in ("num_warps", "num_stages") if k in meta}
+        options = {k: meta.pop(k) for k in ("num_warps", "num_stages", "launch_cooperative_grid") if k in meta}
         options["enable_fp_fusion"] = True  # as _launch asks
         names = [n for n in kernel.arg_names if n not in meta]
         signature, aligned = {}, []
@@ -389,14 +388,14 @@ def _compile_for_hopper(launches) -> list[tuple[str, int, int, int]]:
                 signature[n] = kind
                 aligned += [n] if mark == "D" else []
         signature.update({n: "constexpr" for n in meta})
-        job = [kernel.fn.__name__, signature, meta, aligned, options]
+        job = [kernel.fn.__module__, kernel.fn.__name__, signature, meta, aligned, options]
         if job not in jobs:
             jobs.append(job)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, "-c", COMPILE_FOR_HOPPER], input=json.dumps(jobs), env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return [(job[0], *measured) for job, measured in zip(jobs, json.loads(done.stdout))]
+    return [(job[1], *measured) for job, measured in zip(jobs, json.loads(done.stdout))]
 
 
 @pytest.mark.parametrize("precision", ["bf16", "tf32", "fp32"])

@@ -38,7 +38,9 @@ from onss_tui.model.rng import uniform
 
 __all__ = ["PackedDecoder", "DecoderState", "Generation", "KERNELS", "check_kernels", "sample", "voice_bytes", "auto_batch"]
 
-KERNELS = ("torch", "triton")  # how a layer step runs: PyTorch ops, or the fused kernels (model.kernels)
+# how a step runs: PyTorch ops, the fused kernels (model.kernels: 66 launches a step), or many
+# steps a launch for small batches (model.persistent)
+KERNELS = ("torch", "triton", "persistent")
 
 
 def check_kernels(kernels: str) -> str:
@@ -111,12 +113,12 @@ class PackedDecoder:
                  kernels: str = "torch"):
         dev = torch.device(device)
         cdt = compute_dtype
-        if check_kernels(kernels) == "triton":
+        if check_kernels(kernels) != "torch":
             from onss_tui.model import kernels as fused
 
             why = fused.why_unavailable(dev)
             if why:
-                raise RuntimeError(f"kernels 'triton' asked for, but {why}")
+                raise RuntimeError(f"kernels {kernels!r} asked for, but {why}")
         self.device, self.compute_dtype, self.kernels = dev, cdt, kernels
         self.dilations = [conv.dilation[0] for conv in decoder.dilated]
         n = len(self.dilations)
@@ -132,7 +134,8 @@ class PackedDecoder:
         self.start_b = f32(decoder.startconv.bias)  # [512]
         self.skip_start_w = f32(_matrix(decoder.skip_start))  # [512, 256]
         self.skip_start_b = f32(decoder.skip_start.bias)
-        self.dil_w = [low(_taps(c)) for c in decoder.dilated]  # n x [1536, 1024]
+        self.dil_all = low(torch.stack([_taps(c) for c in decoder.dilated]))  # [n, 1536, 1024]
+        self.dil_w = list(self.dil_all.unbind(0))  # n x [1536, 1024], views
         # res_i and skip_i read the same gate output: one [512, 768] matrix (skip only for the last layer)
         self.rs_w, self.rs_b = [], []
         for i in range(n):
@@ -161,6 +164,30 @@ class PackedDecoder:
         self.mm_dtype = torch.float32 if dev.type == "cpu" and kernels == "torch" else cdt
         self.dil_mm = [w.to(self.mm_dtype) for w in self.dil_w]
         self.rs_mm = [w.to(self.mm_dtype) for w in self.rs_w]
+        self._rs_all: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._persistent: dict = {}  # batch -> model.persistent.Persistent (its scratch)
+
+    def stacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All layers' weights as single tensors, for the persistent kernel: W_dil [n, 1536, 1024]
+        (what ``dil_w`` are views of), W_rs [n, 512, 768] and b_rs [n, 768], the last layer's
+        skip-only matrix in the skip columns with zeros for its (unused) residual."""
+        if self._rs_all is None:
+            n, (c, width) = len(self.rs_w), self.rs_w[0].shape
+            w = torch.zeros(n, c, width, device=self.device, dtype=self.compute_dtype)
+            b = torch.zeros(n, width, device=self.device)
+            for i, (wi, bi) in enumerate(zip(self.rs_w, self.rs_b)):
+                w[i, :, width - wi.shape[1]:] = wi
+                b[i, width - bi.shape[0]:] = bi
+            self._rs_all = w, b
+        return (self.dil_all, *self._rs_all)
+
+    def persistent(self, batch: int):
+        """The persistent kernel's runner for ``batch`` voices (made once per batch)."""
+        if batch not in self._persistent:
+            from onss_tui.model.persistent import Persistent
+
+            self._persistent[batch] = Persistent(self, batch)
+        return self._persistent[batch]
 
     @property
     def receptive_field(self) -> int:
@@ -198,8 +225,8 @@ class PackedDecoder:
             buf[slot] = now
             return stacked
 
-        if self.kernels == "triton":  # the fused kernels read the counter from the device
-            logits = self._fused_step(state, torch.tensor(t, dtype=torch.int64, device=self.device), x_in, cond)
+        if self.kernels != "torch":  # the fused kernels read the counter from the device
+            logits = self.step_on_device(state, torch.tensor(t, dtype=torch.int64, device=self.device), x_in, cond)
         else:
             logits = self._step(x_in, start_taps, self._torch_layers(taps), cond)
         state.t = t + 1
@@ -227,6 +254,8 @@ class PackedDecoder:
 
         if self.kernels == "triton":
             return self._fused_step(state, t, x_in, cond)
+        if self.kernels == "persistent":  # one teacher-forced step (its logits: a copy, the scratch is reused)
+            return self.persistent(x_in.shape[0]).run(state, t, 1, cond, forced=x_in[None]).clone()
         return self._step(x_in, start_taps, self._torch_layers(taps), cond)
 
     def _step(self, x_in: torch.Tensor, start_taps, layers, cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -284,7 +313,7 @@ class PackedDecoder:
              prev: torch.Tensor) -> None:
         """Sample step ``t`` (an int64 device scalar) in place: ``codes[:, t]`` <- the class drawn
         from ``logits`` at U(key, t), ``prev`` <- the next input. On the device, no host sync."""
-        if self.kernels == "triton":
+        if self.kernels != "torch":
             from onss_tui.model import kernels as fused
 
             fused.sample(logits, keys, t, codes, prev)
@@ -352,6 +381,14 @@ class Generation:
             if t // HOP != self._cond_frame:
                 self._cond_frame = t // HOP
                 self._cond = dec.condition(self.enc[:, self._cond_frame])
+            if dec.kernels == "persistent":  # up to the end of the frame in one launch
+                n = min(steps - made, HOP - t % HOP, self.total - t)
+                at = torch.tensor(t, dtype=torch.int64, device=dec.device)
+                dec.persistent(self.prev.shape[0]).run(self.state, at, n, self._cond, prev=self.prev, keys=self.keys,
+                                                       codes=self.codes)
+                self.state.t = t + n
+                made += n
+                continue
             if dec.kernels == "triton":  # the fused step and sampler read the counter from the device
                 at = torch.tensor(t, dtype=torch.int64, device=dec.device)
                 logits = dec.step_on_device(self.state, at, self.prev, self._cond)

@@ -56,6 +56,11 @@ class DeviceGeneration(Generation):
         self.t_dev.add_(1)
 
     def _steps(self, n: int) -> None:
+        if self.decoder.kernels == "persistent":  # n steps, one launch
+            self.decoder.persistent(self.prev.shape[0]).run(self.state, self.t_dev, n, (self.cond_layers, self.cond_out),
+                                                            prev=self.prev, keys=self.keys, codes=self.codes)
+            self.t_dev.add_(n)
+            return
         for _ in range(n):
             self._device_step()
 
