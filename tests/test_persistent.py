@@ -50,21 +50,21 @@ def test_persistent_generation_is_the_same_in_any_launches_and_resumes_bit_exact
     per = PackedDecoder(dec, DEVICE, kernels="persistent")
     e, keys = enc(2, frames=1), sound_keys(5, torch.as_tensor([4, 5]))
     whole = Generation(per, e, keys)
-    assert whole.advance(32) == 32
+    assert whole.advance(24) == 24
     chunks = DeviceGeneration(per, e, keys, chunk=8)
-    for n in (1, 7, 3, 8, 13):
+    for n in (1, 7, 3, 13):
         chunks.advance(n)
-    assert chunks.t == 32 and torch.equal(chunks.codes, whole.codes)
+    assert chunks.t == 24 and torch.equal(chunks.codes, whole.codes)
     first = Generation(per, e, keys)
-    first.advance(19)
+    first.advance(11)
     resumed = Generation(per, e, keys)
     resumed.load_state_dict(first.compact_state())
     resumed.advance(13)
-    assert torch.equal(resumed.codes[:, :32], whole.codes[:, :32])
+    assert torch.equal(resumed.codes[:, :24], whole.codes[:, :24])
     torch_gen = Generation(PackedDecoder(dec, DEVICE), e, keys)
-    torch_gen.advance(32)
-    assert (torch_gen.codes[:, :32] == whole.codes[:, :32]).float().mean() > 0.5
-    assert len(torch.unique(whole.codes[:, :32])) >= 5  # the draws vary
+    torch_gen.advance(24)
+    assert (torch_gen.codes[:, :24] == whole.codes[:, :24]).float().mean() > 0.5
+    assert len(torch.unique(whole.codes[:, :24])) >= 5  # the draws vary
 
 
 def test_persistent_kernels_refuse_big_batches_and_a_missing_gpu(monkeypatch):
