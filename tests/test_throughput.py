@@ -98,8 +98,8 @@ def test_onss_bench_fidelity_table_on_the_golden_clips(tmp_path, golden_dir):
 @pytest.mark.parametrize("kernels", ["triton", "persistent"])
 def test_onss_bench_refuses_fused_kernels_on_a_cpu_with_the_reason(tmp_path, kernels):
     env = {**os.environ, "ONSS_DATA_DIR": str(tmp_path), "TRITON_INTERPRET": "0"}
-    p = subprocess.run([sys.executable, "-m", "onss_tui.cli", "bench", "--device", "cpu", "--kernels", "torch", kernels],
-                       capture_output=True, text=True, env=env)
+    cmd = [sys.executable, "-m", "onss_tui.cli", "bench", "--device", "cpu", "--kernels", "torch", kernels]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert f"--kernels {kernels}: " in p.stderr
     assert "(use kernels: torch there)" in p.stderr or "Triton is not installed" in p.stderr
