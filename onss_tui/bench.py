@@ -97,9 +97,6 @@ def _timed_steps(model, batch: int, steps: int, warm: int):
         return time.perf_counter() - t0, gen
 
 
-PERSISTENT_MAX = 64  # model.persistent.MAX_BATCH (not imported here: it needs Triton)
-
-
 def kernel_choices(model) -> list[str]:
     """The layer steps worth timing on the model's device: the fused kernels on a GPU with Triton
     (Triton's CPU interpreter is for tests, not for speed). The persistent kernel only when asked
@@ -170,6 +167,8 @@ def run(device: str, precisions: list[str], batches: list[int], steps: int, enco
     """Every (precision, kernels, batch); a batch that runs out of GPU memory ends that list.
     ``kernels``: the layer steps to time (default: every one that runs on this device)."""
     import torch
+
+    from onss_tui.model.persistent import MAX_BATCH as PERSISTENT_MAX
 
     name = device_name(device)
     result = {"device": name, "torch": torch.__version__, "date": datetime.date.today().isoformat(),

@@ -383,9 +383,7 @@ class Generation:
                 self._cond = dec.condition(self.enc[:, self._cond_frame])
             if dec.kernels == "persistent":  # up to the end of the frame in one launch
                 n = min(steps - made, HOP - t % HOP, self.total - t)
-                at = torch.tensor(t, dtype=torch.int64, device=dec.device)
-                dec.persistent(self.prev.shape[0]).run(self.state, at, n, self._cond, prev=self.prev, keys=self.keys,
-                                                       codes=self.codes)
+                self._persistent_steps(torch.tensor(t, dtype=torch.int64, device=dec.device), n, self._cond)
                 self.state.t = t + n
                 made += n
                 continue
@@ -401,6 +399,11 @@ class Generation:
                 self.prev = (k.to(torch.float32) - 128.0) / 128.0
             made += 1
         return made
+
+    def _persistent_steps(self, t: torch.Tensor, n: int, cond: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """``n`` sampled steps from the device step ``t`` in one persistent launch (``t`` unchanged)."""
+        self.decoder.persistent(self.prev.shape[0]).run(self.state, t, n, cond, prev=self.prev, keys=self.keys,
+                                                        codes=self.codes)
 
     def state_dict(self) -> dict:
         """A CPU snapshot from which :meth:`load_state_dict` continues bit-exactly: the ring

@@ -57,8 +57,7 @@ class DeviceGeneration(Generation):
 
     def _steps(self, n: int) -> None:
         if self.decoder.kernels == "persistent":  # n steps, one launch
-            self.decoder.persistent(self.prev.shape[0]).run(self.state, self.t_dev, n, (self.cond_layers, self.cond_out),
-                                                            prev=self.prev, keys=self.keys, codes=self.codes)
+            self._persistent_steps(self.t_dev, n, (self.cond_layers, self.cond_out))
             self.t_dev.add_(n)
             return
         for _ in range(n):

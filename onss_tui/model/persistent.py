@@ -245,7 +245,7 @@ class Persistent:
         if batch > MAX_BATCH:
             raise ValueError(f"kernels 'persistent' runs batches of up to {MAX_BATCH} voices, not {batch}")
         dev, c = packed.device, packed.start_w.shape[1]
-        s, n = packed.skip_start_w.shape[1], len(packed.dilations)
+        s = packed.skip_start_w.shape[1]
         self.packed, self.batch = packed, batch
         self.dil_w, self.rs_w, self.rs_b = packed.stacked()
         f32 = dict(device=dev, dtype=torch.float32)
@@ -263,7 +263,6 @@ class Persistent:
             self.programs = torch.cuda.get_device_properties(dev).multi_processor_count
         tiles = _tiles(batch)  # no more programs than the widest phase (the gate's) has tiles
         self.programs = min(self.programs, triton.cdiv(batch, tiles["BM"]) * 3 * (c // tiles["BNG"]))
-        assert n == self.dil.numel()
 
     def _ring_offsets(self, buffers: list[torch.Tensor]) -> torch.Tensor:
         """Each layer's ring buffer as an element offset from the first one's (made once per set
