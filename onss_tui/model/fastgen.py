@@ -491,15 +491,24 @@ class Generation:
         self.state.start_taps.zero_()
         for buf in self.state.buffers:
             buf.zero_()
-        scaled = (self.codes[:, :t].to(torch.float32) - 128.0) / 128.0  # [B, t]: the fed inputs
-        start = max(0, t - self.decoder.receptive_field)
-        self.state.t = start
+        scaled = (self.codes[:, :t].to(torch.float32) - 128.0) / 128.0  # [B, t]: the samples
+        fed = F.pad(scaled, (1, 0))  # [B, t + 1]: step s is fed x[s] = sample s - 1 (0 at s = 0)
+        s = max(0, t - self.decoder.receptive_field)
+        self.state.t = s
         self._cond_frame = -1
-        for s in range(start, t):
+        while s < t:
             if s // HOP != self._cond_frame:
                 self._set_condition(s // HOP)
-            self._replay_step(scaled[:, s - 1] if s else torch.zeros_like(self.prev))
-        self.prev.copy_(scaled[:, t - 1] if t else torch.zeros_like(self.prev))
+            if self.decoder.kernels == "persistent":  # to the end of the frame in one launch, no head
+                n = min(t - s, HOP - s % HOP)
+                self.decoder.persistent(fed.shape[0]).run(
+                    self.state, torch.tensor(s, dtype=torch.int64, device=dev), n, self._cond,
+                    forced=fed[:, s:s + n].T, head=False)
+                self.state.t = s = s + n
+                continue
+            self._replay_step(fed[:, s])
+            s += 1
+        self.prev.copy_(fed[:, t])
         self._cond_frame = -1
 
     def _set_condition(self, frame: int) -> None:

@@ -46,18 +46,19 @@ class DeviceGeneration(Generation):
         self.t_dev = torch.zeros((), dtype=torch.int64, device=dev)  # == self.state.t, on the device
         self.cond_layers = torch.zeros(batch, len(decoder.dilations), decoder.gate_width, device=dev)
         self.cond_out = torch.zeros(batch, SKIP, device=dev)
+        self._cond = (self.cond_layers, self.cond_out)  # refilled in place for each frame
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warm = False  # the first whole chunk on a GPU runs eagerly on a side stream
 
     # -- one step, nothing from the host -------------------------------------------------------
     def _device_step(self) -> None:
-        logits = self.decoder.step_on_device(self.state, self.t_dev, self.prev, (self.cond_layers, self.cond_out))
+        logits = self.decoder.step_on_device(self.state, self.t_dev, self.prev, self._cond)
         self.decoder.draw(logits, self.keys, self.t_dev, self.codes, self.prev)  # codes[:, t], prev
         self.t_dev.add_(1)
 
     def _steps(self, n: int) -> None:
         if self.decoder.kernels == "persistent":  # n steps, one launch
-            self._persistent_steps(self.t_dev, n, (self.cond_layers, self.cond_out))
+            self._persistent_steps(self.t_dev, n, self._cond)
             self.t_dev.add_(n)
             return
         for _ in range(n):
@@ -112,7 +113,7 @@ class DeviceGeneration(Generation):
     def _replay_step(self, x_in: torch.Tensor) -> None:
         """Teacher-forced, through the same device step generation uses (bit-identical state)."""
         self.t_dev.fill_(self.state.t)
-        self.decoder.step_on_device(self.state, self.t_dev, x_in, (self.cond_layers, self.cond_out))
+        self.decoder.step_on_device(self.state, self.t_dev, x_in, self._cond)
         self.state.t += 1
 
     def _set_condition(self, frame: int) -> None:

@@ -249,6 +249,37 @@ if triton is not None:
         return x ^ (x >> 16)
 
     @triton.jit
+    def _draw(logits, keys_ptr, rows, live1, t, Q: tl.constexpr):
+        """The class drawn for each row of ``logits`` [BM, Q] at step ``t``: the inverse CDF of its
+        softmax at U(key, t), recomputed here bit for bit as rng.uniform(keys, t) makes it."""
+        e = tl.exp(logits - tl.max(logits, axis=1)[:, None])
+        cdf = tl.cumsum(e / tl.sum(e, axis=1)[:, None], axis=1)  # [BM, Q]
+        key = tl.load(keys_ptr + rows, mask=live1, other=0).to(tl.uint32)
+        h = _mix32(key ^ _mix32((t & 0xFFFFFFFF).to(tl.uint32) ^ 0x85EBCA6B))
+        h = _mix32(h ^ (t >> 32).to(tl.uint32))
+        u = (h >> 8).to(tl.float32) * (1.0 / 16777216.0)
+        return tl.minimum(tl.sum((cdf < u[:, None]).to(tl.int32), axis=1), Q - 1)
+
+    @triton.jit
+    def _rows_times(x_ptr, rows, live, w_ptr, cols, K: tl.constexpr, N: tl.constexpr, BK: tl.constexpr,
+                    RELU_IN: tl.constexpr, PRECISION: tl.constexpr, SHARED: tl.constexpr):
+        """relu?(x[rows]) @ w[:, cols] as a float32 [BM, BN] tile, for x [B, K] and w [K, N] float32,
+        both row-major, in BK-slices. SHARED: x was written by other programs of a persistent
+        launch, so it is read from L2 (``.cg``), never from a stale L1 line."""
+        acc = tl.zeros((rows.shape[0], cols.shape[0]), dtype=tl.float32)
+        for k0 in range(0, K, BK):
+            ks = k0 + tl.arange(0, BK)
+            here = x_ptr + rows[:, None] * K + ks[None, :]
+            if SHARED:
+                x = tl.load(here, mask=live, other=0.0, cache_modifier=".cg")
+            else:
+                x = tl.load(here, mask=live, other=0.0)
+            if RELU_IN:
+                x = tl.maximum(x, 0.0)
+            acc = tl.dot(x, tl.load(w_ptr + ks[:, None] * N + cols[None, :]), acc, input_precision=PRECISION)
+        return acc
+
+    @triton.jit
     def _start_kernel(taps_ptr, t_ptr, x_ptr, w_ptr, b_ptr, l_ptr, lq_ptr, B, C: tl.constexpr, BM: tl.constexpr,
                       STAGE: tl.constexpr):
         """startconv over x[t-2], x[t-1] (the ring ``taps``) and x[t]: l [B, C] (STAGE: and its copy
@@ -278,13 +309,7 @@ if triton is not None:
         rows = tl.program_id(0) * BM + tl.arange(0, BM)
         cols = tl.program_id(1) * BN + tl.arange(0, BN)
         live = rows[:, None] < B
-        acc = tl.zeros((BM, BN), dtype=tl.float32)
-        for k0 in range(0, K, BK):
-            ks = k0 + tl.arange(0, BK)
-            x = tl.load(x_ptr + rows[:, None] * K + ks[None, :], mask=live, other=0.0)
-            if RELU_IN:
-                x = tl.maximum(x, 0.0)
-            acc = tl.dot(x, tl.load(w_ptr + ks[:, None] * N + cols[None, :]), acc, input_precision=PRECISION)
+        acc = _rows_times(x_ptr, rows, live, w_ptr, cols, K, N, BK, RELU_IN, PRECISION, False)
         acc += tl.load(bias_ptr + rows[:, None] * bias_stride + cols[None, :], mask=live, other=0.0)
         if RELU_OUT:
             acc = tl.maximum(acc, 0.0)
@@ -296,14 +321,8 @@ if triton is not None:
         rows = tl.program_id(0) * BM + tl.arange(0, BM)
         live1 = rows < B
         logits = tl.load(logits_ptr + rows[:, None] * Q + tl.arange(0, Q)[None, :], mask=live1[:, None], other=0.0)
-        e = tl.exp(logits - tl.max(logits, axis=1)[:, None])
-        cdf = tl.cumsum(e / tl.sum(e, axis=1)[:, None], axis=1)  # [BM, Q]
         t = tl.load(t_ptr)
-        key = tl.load(keys_ptr + rows, mask=live1, other=0).to(tl.uint32)
-        h = _mix32(key ^ _mix32((t & 0xFFFFFFFF).to(tl.uint32) ^ 0x85EBCA6B))
-        h = _mix32(h ^ (t >> 32).to(tl.uint32))
-        u = (h >> 8).to(tl.float32) * (1.0 / 16777216.0)  # == rng.uniform(keys, t), bit for bit
-        k = tl.minimum(tl.sum((cdf < u[:, None]).to(tl.int32), axis=1), Q - 1)  # inverse CDF
+        k = _draw(logits, keys_ptr, rows, live1, t, Q)
         tl.store(codes_ptr + rows.to(tl.int64) * total + t, k.to(tl.uint8), mask=live1)
         tl.store(prev_ptr + rows, (k.to(tl.float32) - 128.0) / 128.0, mask=live1)
 

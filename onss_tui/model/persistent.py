@@ -48,7 +48,7 @@ MAX_BATCH = 64  # beyond this the fused kernels' big tiles are faster (and the g
 if triton is not None:
     import triton.language as tl
 
-    from onss_tui.model.kernels import _gate_dots, _mix32
+    from onss_tui.model.kernels import _draw, _gate_dots, _rows_times
 
     @triton.jit
     def _grid_sync(bar_ptr, epoch):
@@ -173,13 +173,7 @@ if triton is not None:
                     rows = (tile // (S // BNH)) * BM + tl.arange(0, BM)
                     cols = (tile % (S // BNH)) * BNH + tl.arange(0, BNH)
                     live = rows[:, None] < B
-                    acc = tl.zeros((BM, BNH), dtype=tl.float32)
-                    for k0 in range(0, S, BKH):
-                        ks = k0 + tl.arange(0, BKH)
-                        x = tl.load(skip_ptr + rows[:, None] * S + ks[None, :], mask=live, other=0.0,
-                                    cache_modifier=".cg")
-                        acc = tl.dot(tl.maximum(x, 0.0), tl.load(out1_w + ks[:, None] * S + cols[None, :]), acc,
-                                     input_precision=PRECISION_F32)
+                    acc = _rows_times(skip_ptr, rows, live, out1_w, cols, S, S, BKH, True, PRECISION_F32, True)
                     acc += tl.load(cond_out_ptr + rows[:, None] * cond_out_stride + cols[None, :], mask=live,
                                    other=0.0)
                     tl.store(s_ptr + rows[:, None] * S + cols[None, :], tl.maximum(acc, 0.0), mask=live)
@@ -189,13 +183,7 @@ if triton is not None:
                     rows = (tile // (Q // BNH)) * BM + tl.arange(0, BM)
                     cols = (tile % (Q // BNH)) * BNH + tl.arange(0, BNH)
                     live = rows[:, None] < B
-                    acc = tl.zeros((BM, BNH), dtype=tl.float32)
-                    for k0 in range(0, S, BKH):
-                        ks = k0 + tl.arange(0, BKH)
-                        x = tl.load(s_ptr + rows[:, None] * S + ks[None, :], mask=live, other=0.0,
-                                    cache_modifier=".cg")
-                        acc = tl.dot(x, tl.load(logits_w + ks[:, None] * Q + cols[None, :]), acc,
-                                     input_precision=PRECISION_F32)
+                    acc = _rows_times(s_ptr, rows, live, logits_w, cols, S, Q, BKH, False, PRECISION_F32, True)
                     acc += tl.load(logits_b + cols)[None, :]
                     tl.store(logits_ptr + rows[:, None] * Q + cols[None, :], acc, mask=live)
                 epoch += 1
@@ -210,13 +198,7 @@ if triton is not None:
                     tl.debug_barrier()  # every thread has read x[t] (prev) before prev is overwritten
                     logits = tl.load(logits_ptr + rows[:, None] * Q + tl.arange(0, Q)[None, :],
                                      mask=live1[:, None], other=0.0, cache_modifier=".cg")
-                    e = tl.exp(logits - tl.max(logits, axis=1)[:, None])
-                    cdf = tl.cumsum(e / tl.sum(e, axis=1)[:, None], axis=1)  # [BM, Q]
-                    key = tl.load(keys_ptr + rows, mask=live1, other=0).to(tl.uint32)
-                    h = _mix32(key ^ _mix32((t & 0xFFFFFFFF).to(tl.uint32) ^ 0x85EBCA6B))
-                    h = _mix32(h ^ (t >> 32).to(tl.uint32))
-                    u = (h >> 8).to(tl.float32) * (1.0 / 16777216.0)  # == rng.uniform(keys, t)
-                    k = tl.minimum(tl.sum((cdf < u[:, None]).to(tl.int32), axis=1), Q - 1)
+                    k = _draw(logits, keys_ptr, rows, live1, t, Q)  # as kernels.sample draws
                     tl.store(codes_ptr + rows.to(tl.int64) * total + t, k.to(tl.uint8), mask=live1)
                     tl.store(prev_ptr + rows, (k.to(tl.float32) - 128.0) / 128.0, mask=live1)
             if step + 1 < n_steps:
