@@ -11,10 +11,18 @@ import os
 # spinning on a small machine: Triton's interpreter multiplies its tiles with numpy, and on the
 # 2-core CI machine each of those products took 100 times as long (16 ms, not 0.15). Before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# under pytest-xdist (CI runs a worker per core) each worker, and every process a test starts,
+# computes on its share of the cores: more threads than cores only take turns spinning
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 import numpy as np
 import pytest
 import torch
+
+if _WORKERS > 1:
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 if not torch.cuda.is_available():  # the fused Triton kernels run in Triton's CPU interpreter here
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -98,3 +106,10 @@ def small_model():
             p.mul_(3.0)  # livelier than the default initialisation: many classes get drawn
     model.source = "4 random layers (tests)"
     return model
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long tests first (marked slow; order otherwise kept): with a worker per core (CI runs
+    pytest-xdist), the longest test starts at once instead of being the last one left."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+

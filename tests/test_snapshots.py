@@ -17,8 +17,10 @@ from onss_tui.pipeline.rundir import RunDir
 from onss_tui.pipeline.runner import Runner
 from onss_tui.tui.app import create_app
 
-# Paths show on some screens, so the pictures are made in one fixed folder.
+# Paths show on some screens, so the pictures are made in one fixed folder (and, under
+# pytest-xdist, by one worker).
 WORK = Path("/tmp/onss-snapshots")
+pytestmark = pytest.mark.xdist_group("snapshots")
 SIZE = (80, 24)
 
 

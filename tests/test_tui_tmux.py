@@ -1,5 +1,6 @@
 """End to end in a real terminal: tmux runs `onss`, keys walk the wizard, capture-pane reads it."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -11,11 +12,13 @@ import pytest
 from onss_tui.device.settings import validate_pack
 from onss_tui.pipeline.demo import make_demo
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+              pytest.mark.xdist_group("tmux")]  # under pytest-xdist: on one worker, in turn
+SOCKET = f"onss-test-{os.getpid()}"  # a server of this test process's own
 
 
 def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", "-L", "onss-test", *args], capture_output=True, text=True).stdout
+    return subprocess.run(["tmux", "-L", SOCKET, *args], capture_output=True, text=True).stdout
 
 
 def screen() -> str:

@@ -1,6 +1,7 @@
 """Two runners on one run folder; a detached run that loses its terminal."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def test_a_second_concurrent_run_refuses_and_nothing_is_corrupted(tmp_path):
 def test_detached_run_survives_the_terminal_hanging_up(tmp_path):
     recipe = make_demo(tmp_path)
     onss = Path(sys.executable).with_name("onss")
-    sock = ["tmux", "-L", "onss-hup"]
+    sock = ["tmux", "-L", f"onss-hup-{os.getpid()}"]
     subprocess.run(sock + ["new-session", "-d", "-s", "hup", "-c", str(tmp_path),
                            f"{onss} run {recipe} --detach; sleep 60"], check=True)
     run = tmp_path / "run"
