@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-import os
+
+def _cores() -> int:
+    """The cores this process may run on: its CPU affinity, within a cgroup's CPU quota."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return cores
+
 
 # numpy's OpenBLAS threads and torch's OpenMP threads, each as many as the cores, take turns
 # spinning on a small machine: Triton's interpreter multiplies its tiles with numpy, and on the
@@ -15,7 +27,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # computes on its share of the cores: more threads than cores only take turns spinning
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // _WORKERS)))
 
 import numpy as np
 import pytest
@@ -106,6 +118,14 @@ def small_model():
             p.mul_(3.0)  # livelier than the default initialisation: many classes get drawn
     model.source = "4 random layers (tests)"
     return model
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, which a GPU box may not have
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: a worker per usable core, but no more than one per 3 GB of memory (a worker
+    holds the golden model and its fixtures) and no more than 8."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min(_cores(), memory // (3 << 30), 8))
 
 
 def pytest_collection_modifyitems(config, items):

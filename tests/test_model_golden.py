@@ -11,6 +11,7 @@ import pytest
 from onss_tui.model import NSynth
 
 TOL = 1e-3
+pytestmark = pytest.mark.xdist_group("golden")  # under pytest-xdist: one worker computes the module's fixtures
 
 
 def floored(logp: np.ndarray) -> np.ndarray:
