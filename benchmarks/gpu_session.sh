@@ -5,6 +5,8 @@
 #   bash benchmarks/gpu_session.sh tune     tile sweeps of gate / res_skip at batches 4096, 512, 64, 1
 #   bash benchmarks/gpu_session.sh profile  where a bf16 step's GPU time goes, fused and PyTorch
 #   bash benchmarks/gpu_session.sh first    tests, profile and a focused tune in one call (~6 min); then `bench`
+#   bash benchmarks/gpu_session.sh all      for a 15-minute session: the most that one call (one machine start,
+#                                           under 9.5 min) can learn; the persistent kernel first
 # Everything it prints also lands in $OUT (pytest.log, bench.md, bench.json, env.txt), which the
 # device tool brings back. Prepare .device/ first with benchmarks/gpu_prepare.sh (here).
 set -uo pipefail
@@ -49,5 +51,16 @@ case "${1:-tests}" in
     timeout 60 bash "$0" profile >/dev/null 2>&1; grep -E "batch|_kernel|total" "$OUT/profile.txt" | cut -c1-60,130-160
     ONSS_TUNE_FOCUS=--focus timeout 150 bash "$0" tune 2>&1 | grep -v "^$"
     ;;
-  *) echo "usage: gpu_session.sh tests|bench|tune|profile|first"; exit 2 ;;
+  all)  # each part under its own limit, the newest (unmeasured) code first
+    export ONSS_NO_WHEELS=1
+    timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="" --timeout=100 -rfE \
+      tests/test_persistent.py tests/test_kernels.py tests/test_graphgen.py 2>&1 | tee "$OUT/pytest.log" | tail -n 20
+    timeout 240 python3 -m onss_tui.cli bench --device cuda --precision bf16 --kernels persistent triton torch \
+      --batch 1 16 64 4096 8192 --steps 128 ${ONSS_GOLDEN:+--golden "$ONSS_GOLDEN"} --fidelity-samples 1024 \
+      --no-save --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.md"
+    timeout 50 python3 benchmarks/profile_step.py --precision bf16 --kernels persistent --batch 1 64 --rows 6 \
+      2>&1 | tee "$OUT/profile.txt" | grep -E "batch|_kernel|total" | cut -c1-60,130-160
+    timeout 90 python3 benchmarks/tune_tiles.py --batch 4096 --focus 2>&1 | tee "$OUT/tune.txt" | grep -v "^$"
+    ;;
+  *) echo "usage: gpu_session.sh tests|bench|tune|profile|first|all"; exit 2 ;;
 esac
