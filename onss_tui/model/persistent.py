@@ -69,7 +69,7 @@ if triton is not None:
                       B, L, n_steps,
                       C: tl.constexpr, S: tl.constexpr, Q: tl.constexpr,
                       BM: tl.constexpr, BNG: tl.constexpr, BNR: tl.constexpr, BNH: tl.constexpr,
-                      BK: tl.constexpr, BKH: tl.constexpr,
+                      BK: tl.constexpr, BKH: tl.constexpr, GATE_STAGES: tl.constexpr, RES_STAGES: tl.constexpr,
                       PRECISION: tl.constexpr, PRECISION_F32: tl.constexpr, WIDEN: tl.constexpr,
                       FORCED: tl.constexpr, HEAD: tl.constexpr, SAMPLE: tl.constexpr):
         pid = tl.program_id(0)
@@ -118,13 +118,13 @@ if triton is not None:
                     acc_t = tl.zeros((BM, BNG), dtype=tl.float32)
                     if tap < 2:  # x[t - (2 - tap) d] sits in slot (t + tap d) mod 2d
                         here = ring + ((t + tap * d) % (2 * d)) * B * C + rows[:, None] * C
-                        for k0 in range(0, C, BK):
+                        for k0 in tl.range(0, C, BK, num_stages=GATE_STAGES):
                             ks = k0 + tl.arange(0, BK)
                             x = tl.load(here + ks[None, :], mask=live, other=0.0, cache_modifier=".cg")
                             acc_s, acc_t, _ = _gate_dots(x, w_i, tap * C + ks, cols, acc_s, acc_t, acc_s, C,
                                                          PRECISION, WIDEN, False)
                     else:  # x[t]: the layer input
-                        for k0 in range(0, C, BK):
+                        for k0 in tl.range(0, C, BK, num_stages=GATE_STAGES):
                             ks = k0 + tl.arange(0, BK)
                             x = tl.load(l_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0,
                                         cache_modifier=".cg").to(cdt)
@@ -141,7 +141,7 @@ if triton is not None:
                     cols = (tile % ((C + S) // BNR)) * BNR + tl.arange(0, BNR)
                     live = rows[:, None] < B
                     acc = tl.zeros((BM, BNR), dtype=tl.float32)
-                    for k0 in range(0, C, BK):
+                    for k0 in tl.range(0, C, BK, num_stages=RES_STAGES):
                         ks = k0 + tl.arange(0, BK)
                         zh = z_ptr + rows[:, None] * (2 * C) + ks[None, :]
                         zs = tl.load(zh, mask=live, other=0.0, cache_modifier=".cg")
@@ -206,14 +206,23 @@ if triton is not None:
                 _grid_sync(bar_ptr, epoch)
 
 
-def _tiles(batch: int) -> dict:
-    """Tile sizes, from the batch alone (they set the summation order). One pipeline stage: with
-    the loads of the next K-slices in flight (2 or 3 stages) ptxas ran out of sm_90's 255
-    registers a thread and spilled (a test compiles it). Unmeasured on a GPU so far."""
+def _tiles(batch: int, dtype: torch.dtype) -> dict:
+    """Tile sizes, from the batch alone (they set the summation order), and pipeline depths.
+
+    A phase's tile walks its K-slices (BK = 64) one after another, so without pipelining each
+    slice waits a whole memory latency for its operands (sm_90 code: load, store to shared
+    memory, sync, mma; 8 slices a gate tile). With 16-bit weights the gate's and res_skip's K
+    loops are pipelined 3 deep on their own (cp.async, L1 bypassed as the .cg loads are);
+    pipelining the whole kernel (``num_stages`` 2 or 3) ran out of sm_90's 255 registers and
+    spilled, as did a BK of 128 or more even unpipelined, and float32 weights (fp32, tf32) spill
+    with any pipelined loop (a test compiles them). Unmeasured on a GPU so far."""
     if interpreting():  # numpy per program: few, large tiles
         bm = max(16, min(64, triton.next_power_of_2(batch)))
-        return dict(BM=bm, BNG=256, BNR=256, BNH=256, BK=512, BKH=256, num_warps=1, num_stages=1)
-    return dict(BM=16, BNG=16, BNR=64, BNH=16, BK=64, BKH=64, num_warps=4, num_stages=1)
+        return dict(BM=bm, BNG=256, BNR=256, BNH=256, BK=512, BKH=256, GATE_STAGES=1, RES_STAGES=1,
+                    num_warps=1, num_stages=1)
+    deep = 3 if dtype.itemsize == 2 else 1
+    return dict(BM=16, BNG=16, BNR=64, BNH=16, BK=64, BKH=64, GATE_STAGES=deep, RES_STAGES=deep, num_warps=4,
+                num_stages=1)
 
 
 class Persistent:
@@ -243,7 +252,7 @@ class Persistent:
             self.programs = 1  # the interpreter runs programs in turn: a barrier needs them all at once
         else:
             self.programs = torch.cuda.get_device_properties(dev).multi_processor_count
-        tiles = _tiles(batch)  # no more programs than the widest phase (the gate's) has tiles
+        tiles = _tiles(batch, self.dil_w.dtype)  # programs: at most the gate phase's tiles
         self.programs = min(self.programs, triton.cdiv(batch, tiles["BM"]) * 3 * (c // tiles["BNG"]))
 
     def _ring_offsets(self, buffers: list[torch.Tensor]) -> torch.Tensor:
@@ -276,7 +285,7 @@ class Persistent:
         else:
             forced = forced.to(torch.float32).contiguous()
             assert forced.shape == (n, self.batch), "persistent: forced inputs [n, B]"
-        tiles = _tiles(self.batch)
+        tiles = _tiles(self.batch, self.dil_w.dtype)
         warps, stages = tiles.pop("num_warps"), tiles.pop("num_stages")
         precision, widen = fused._precision(self.dil_w)
         self.bar.zero_()
