@@ -383,7 +383,7 @@ class Generation:
                 self._cond = dec.condition(self.enc[:, self._cond_frame])
             if dec.kernels == "persistent":  # up to the end of the frame in one launch
                 n = min(steps - made, HOP - t % HOP, self.total - t)
-                self._persistent_steps(torch.tensor(t, dtype=torch.int64, device=dec.device), n, self._cond)
+                self._persistent_steps(torch.tensor(t, dtype=torch.int64, device=dec.device), n)
                 self.state.t = t + n
                 made += n
                 continue
@@ -400,10 +400,15 @@ class Generation:
             made += 1
         return made
 
-    def _persistent_steps(self, t: torch.Tensor, n: int, cond: tuple[torch.Tensor, torch.Tensor]) -> None:
-        """``n`` sampled steps from the device step ``t`` in one persistent launch (``t`` unchanged)."""
-        self.decoder.persistent(self.prev.shape[0]).run(self.state, t, n, cond, prev=self.prev, keys=self.keys,
-                                                        codes=self.codes)
+    def _persistent_steps(self, t: torch.Tensor, n: int, forced: torch.Tensor | None = None) -> None:
+        """``n`` steps from the device step ``t`` in one persistent launch, within the current
+        frame (``t`` unchanged): sampled, or fed ``forced`` [B, n] without the head (the replay
+        that rebuilds a state)."""
+        runner = self.decoder.persistent(self.prev.shape[0])
+        if forced is None:
+            runner.run(self.state, t, n, self._cond, prev=self.prev, keys=self.keys, codes=self.codes)
+        else:
+            runner.run(self.state, t, n, self._cond, forced=forced.T, head=False)
 
     def state_dict(self) -> dict:
         """A CPU snapshot from which :meth:`load_state_dict` continues bit-exactly: the ring
@@ -501,9 +506,7 @@ class Generation:
                 self._set_condition(s // HOP)
             if self.decoder.kernels == "persistent":  # to the end of the frame in one launch, no head
                 n = min(t - s, HOP - s % HOP)
-                self.decoder.persistent(fed.shape[0]).run(
-                    self.state, torch.tensor(s, dtype=torch.int64, device=dev), n, self._cond,
-                    forced=fed[:, s:s + n].T, head=False)
+                self._persistent_steps(torch.tensor(s, dtype=torch.int64, device=dev), n, forced=fed[:, s:s + n])
                 self.state.t = s = s + n
                 continue
             self._replay_step(fed[:, s])

@@ -58,7 +58,7 @@ class DeviceGeneration(Generation):
 
     def _steps(self, n: int) -> None:
         if self.decoder.kernels == "persistent":  # n steps, one launch
-            self._persistent_steps(self.t_dev, n, self._cond)
+            self._persistent_steps(self.t_dev, n)
             self.t_dev.add_(n)
             return
         for _ in range(n):
