@@ -25,15 +25,15 @@ fi
   python3 -c "import sys, torch, triton; print(sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
 } 2>&1 | tee "$OUT/env.txt"
 case "${1:-tests}" in
-  tests)
+  tests)  # ONSS_TESTS: other test files
     python3 -m pytest -q -p no:cacheprovider -o addopts="" --timeout=120 -rfE \
-      tests/test_kernels.py tests/test_persistent.py tests/test_graphgen.py tests/test_precision.py tests/test_model_golden.py \
-      tests/faults/test_kill_and_space.py::test_out_of_memory_halves_the_batch \
+      ${ONSS_TESTS:-tests/test_kernels.py tests/test_persistent.py tests/test_graphgen.py tests/test_precision.py \
+        tests/test_model_golden.py tests/faults/test_kill_and_space.py::test_out_of_memory_halves_the_batch} \
       2>&1 | tee "$OUT/pytest.log"
     ;;
-  bench)
-    python3 -m onss_tui.cli bench --device cuda --precision bf16 tf32 fp32 --kernels torch triton persistent \
-      --batch 1 64 512 2048 4096 --steps 128 ${ONSS_GOLDEN:+--golden "$ONSS_GOLDEN"} --fidelity-samples 2048 \
+  bench)  # ONSS_BENCH: other precisions, kernels, batches, fidelity steps
+    python3 -m onss_tui.cli bench --device cuda --steps 128 ${ONSS_GOLDEN:+--golden "$ONSS_GOLDEN"} \
+      ${ONSS_BENCH:---precision bf16 tf32 fp32 --kernels torch triton persistent --batch 1 64 512 2048 4096 --fidelity-samples 2048} \
       --no-save --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.md"
     ;;
   tune)
@@ -53,11 +53,10 @@ case "${1:-tests}" in
     ;;
   all)  # each part under its own limit, the newest (unmeasured) code first
     export ONSS_NO_WHEELS=1
-    timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="" --timeout=100 -rfE \
-      tests/test_persistent.py tests/test_kernels.py tests/test_graphgen.py 2>&1 | tee "$OUT/pytest.log" | tail -n 20
-    timeout 240 python3 -m onss_tui.cli bench --device cuda --precision bf16 --kernels persistent triton torch \
-      --batch 1 16 64 4096 8192 --steps 128 ${ONSS_GOLDEN:+--golden "$ONSS_GOLDEN"} --fidelity-samples 1024 \
-      --no-save --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.md"
+    ONSS_TESTS="tests/test_persistent.py tests/test_kernels.py tests/test_graphgen.py" timeout 150 bash "$0" tests \
+      | tail -n 20
+    ONSS_BENCH="--precision bf16 --kernels persistent triton torch --batch 1 16 64 4096 8192 --fidelity-samples 1024" \
+      timeout 240 bash "$0" bench
     timeout 50 python3 benchmarks/profile_step.py --precision bf16 --kernels persistent --batch 1 64 --rows 6 \
       2>&1 | tee "$OUT/profile.txt" | grep -E "batch|_kernel|total" | cut -c1-60,130-160
     timeout 90 python3 benchmarks/tune_tiles.py --batch 4096 --focus 2>&1 | tee "$OUT/tune.txt" | grep -v "^$"
