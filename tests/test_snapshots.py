@@ -24,6 +24,16 @@ pytestmark = pytest.mark.xdist_group("snapshots")
 SIZE = (80, 24)
 
 
+@pytest.fixture(autouse=True)
+def steady_cursors(monkeypatch):
+    """Cursors drawn, never blinked off: a blink is a 0.5 s timer, and on a loaded machine the picture
+    could be taken in either half of it (a CI run failed that way)."""
+    from textual.widgets import Input, TextArea
+
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+    monkeypatch.setattr(TextArea, "_toggle_cursor_blink_visible", lambda self: None)
+
+
 @pytest.fixture(scope="module")
 def work():
     shutil.rmtree(WORK, ignore_errors=True)
