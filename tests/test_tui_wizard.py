@@ -208,12 +208,25 @@ async def test_every_key_has_a_palette_entry_and_the_palette_runs_it(demo):
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"Recipes")
-        await pilot.pause(0.3)
+        await until_highlighted(pilot, "Recipes")  # the palette searches in a worker
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, RecipesScreen)
         titles = {c.title for c in app.get_system_commands(app.screen)}
         assert {"Run / resume", "Attach", "Duplicate", "Edit in wizard"} <= titles
+
+
+async def until_highlighted(pilot, title):
+    from textual.command import CommandList
+
+    commands = pilot.app.screen.query_one(CommandList)
+    for _ in range(200):
+        await pilot.pause(0.05)
+        if commands.highlighted is not None:
+            prompt = commands.get_option_at_index(commands.highlighted).prompt
+            if title in getattr(prompt, "plain", str(prompt)):
+                return
+    raise AssertionError(f"the palette never offered {title!r}")
 
 
 @pytest.fixture(scope="module")
