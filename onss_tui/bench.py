@@ -94,7 +94,9 @@ def _timed_steps(model, batch: int, steps: int, warm: int):
         t0 = time.perf_counter()
         gen.advance(steps)
         _sync(model)
-        return time.perf_counter() - t0, gen
+        dt = time.perf_counter() - t0
+    gen.check()  # a persistent launch that stalled timed nothing worth keeping
+    return dt, gen
 
 
 def kernel_choices(model) -> list[str]:
@@ -153,11 +155,17 @@ def bench_fidelity(device: str, precisions: list[str], golden_dir, samples: int,
     audio = ref["audio"][:, :samples].astype(np.float32)
     enc = ref["encoding"]
     want = reference.log_probs(audio, enc, mode="incremental")
+    from onss_tui.model.persistent import BarrierStall
+
     out = []
     for k in kernels or kernel_choices(reference):
         for p in precisions:
             model = reference.with_precision(p, kernels=k)
-            got = want if (p, k) == ("fp32", "torch") else model.log_probs(audio, enc, mode="incremental")
+            try:
+                got = want if (p, k) == ("fp32", "torch") else model.log_probs(audio, enc, mode="incremental")
+            except BarrierStall as exc:
+                out.append({"precision": p, "kernels": k, "error": str(exc)})
+                continue
             out.append({**compare(want, got, p).as_dict(), "kernels": k})
     return out
 
@@ -169,6 +177,7 @@ def run(device: str, precisions: list[str], batches: list[int], steps: int, enco
     import torch
 
     from onss_tui.model.persistent import MAX_BATCH as PERSISTENT_MAX
+    from onss_tui.model.persistent import BarrierStall
 
     name = device_name(device)
     result = {"device": name, "torch": torch.__version__, "date": datetime.date.today().isoformat(),
@@ -195,6 +204,11 @@ def run(device: str, precisions: list[str], batches: list[int], steps: int, enco
                 except torch.cuda.OutOfMemoryError:
                     progress(f"{precision} {k} batch {b}: out of GPU memory, larger batches skipped")
                     torch.cuda.empty_cache()
+                    break
+                except BarrierStall as exc:
+                    progress(f"{precision} {k} batch {b}: {exc} (its other batches skipped)")
+                    result.setdefault("failed", []).append({"precision": precision, "kernels": k, "batch": b,
+                                                            "error": str(exc)})
                     break
                 if peak:
                     r["roofline_pct"] = round(100 * r["tflops"] / peak, 1)
@@ -223,9 +237,15 @@ def table(result: dict) -> str:
         lines += ["", "| precision | kernels | mean KL to fp32 (nats/step) | max KL | top-1 agreement | meets 0.01 |",
                   "|---|---|---|---|---|---|"]
         for f in result["fidelity"]:
+            if "error" in f:
+                lines.append(f"| {f['precision']} | {f['kernels']} | failed: see below | - | - | no |")
+                continue
             lines.append(f"| {f['precision']} | {f.get('kernels', 'torch')} | {f['kl_mean']:.2e} | {f['kl_max']:.2e} | "
                          f"{100 * f['top1']:.2f}% | "
                          f"{'yes' if f['meets_bar'] else 'no'} |")
+    for f in result.get("failed", []) + [f for f in result.get("fidelity", []) if "error" in f]:
+        where = f"batch {f['batch']}" if "batch" in f else "fidelity"
+        lines.append(f"\nfailed: {f['precision']} {f['kernels']} {where}: {f['error']}")
     best = max(result["runs"], key=lambda r: r["samples_per_s"], default=None)
     if best:
         from onss_tui.pipeline.throughput import human_time

@@ -103,3 +103,44 @@ def test_the_persistent_kernel_compiles_for_hopper_as_a_cooperative_launch(monke
     assert {name for name, *_ in compiled} == {"_steps_kernel"}
     assert all(shared <= HOPPER_SHARED for _, shared, _, _ in compiled), compiled
     assert not [c for c in compiled if c[3]], f"registers spilled to local memory: {compiled}"
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp")  # the stalled launch computes garbage
+def test_a_stalled_launch_ends_is_refused_and_the_last_sound_save_stays(tmp_path):
+    """A grid of two programs in the interpreter is a grid one of whose programs is not running:
+    the first waits at a barrier, gives up after the runner's spin limit (instead of hanging),
+    and marks the barrier word. The generation then refuses its samples (no save, no codes),
+    the mark stays for every later launch, and the save made before it is untouched."""
+    from onss_tui.model.persistent import STALLED, BarrierStall
+    from onss_tui.pipeline.generate import BackgroundSaver
+
+    per = PackedDecoder(decoder(layers=1), DEVICE, kernels="persistent")
+    gen = Generation(per, enc(2, frames=1), sound_keys(5, torch.as_tensor([4, 5])))
+    gen.advance(6)
+    gen.check()  # a sound launch passes
+    saver = BackgroundSaver(tmp_path / "state.pt")
+    saver.save(gen.compact_state_later())
+    saver.wait()
+    sound = gen.codes[:, :6].clone()
+
+    runner = per.persistent(2)
+    runner.programs, runner.spin_limit = 2, 20  # program 1 runs only after program 0 has finished
+    assert gen.advance(3) == 3  # it ends
+    assert int(runner.bar) & STALLED
+    with pytest.raises(BarrierStall, match="stalled.*kernels: triton"):
+        saver.save(gen.compact_state_later())
+    with pytest.raises(BarrierStall):
+        gen.check()
+    runner.programs = 1  # a later launch that could pass its barriers still runs through, refused
+    gen.advance(2)
+    with pytest.raises(BarrierStall):
+        gen.state_dict()
+    saved = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert saved["t"] == 6 and torch.equal(saved["codes"], sound)
+
+    fresh = Generation(PackedDecoder(decoder(layers=1), DEVICE, kernels="persistent"), enc(2, frames=1),
+                       sound_keys(5, torch.as_tensor([4, 5])))
+    fresh.load_state_dict(saved)  # the run goes on from its last sound save
+    fresh.advance(1)
+    fresh.check()
+    assert torch.equal(fresh.codes[:, :6], sound)

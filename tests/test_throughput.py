@@ -154,3 +154,27 @@ def test_the_package_data_a_wheel_needs_is_declared():
             if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
     assert "tui/onss.tcss" in data and "pipeline/reference_bench.json" in data
     assert [f for f in data if not any(fnmatch.fnmatch(f, g) for g in globs)] == []
+
+
+def test_a_bench_that_stalls_reports_it_and_goes_on(monkeypatch):
+    """A persistent launch that stalls (tests/test_persistent.py makes one for real) fails its
+    kernels' batches in `onss bench`, said in the table, and the other layer steps are still timed."""
+    from onss_tui import bench
+    from onss_tui.model.persistent import BarrierStall, stalled
+
+    timed = bench.bench_generate
+
+    def generate(model, batch, steps):
+        if model.kernels == "persistent":
+            stalled(1 << 30)
+        return timed(model, batch, steps)
+
+    monkeypatch.setattr(bench, "bench_generate", generate)
+    lines = []
+    result = bench.run("cpu", ["fp32"], [1], 2, encoder=False, progress=lines.append,
+                       kernels=["persistent", "torch"])
+    assert [(r["kernels"], r["batch"]) for r in result["runs"]] == [("torch", 1)]
+    assert [(f["kernels"], f["batch"]) for f in result["failed"]] == [("persistent", 1)]
+    assert "stalled" in result["failed"][0]["error"] and any("persistent batch 1: the persistent" in x for x in lines)
+    assert "failed: fp32 persistent batch 1: the persistent kernel stalled" in bench.table(result)
+    assert issubclass(BarrierStall, RuntimeError)

@@ -189,6 +189,16 @@ class PackedDecoder:
             self._persistent[batch] = Persistent(self, batch)
         return self._persistent[batch]
 
+    def persistent_runners(self) -> list:
+        """The persistent kernel's runners made so far (one per batch size)."""
+        return list(self._persistent.values())
+
+    def check(self) -> None:
+        """Raise :class:`~onss_tui.model.persistent.BarrierStall` if a persistent launch of this
+        decoder stalled (a no-op for the other layer steps; waits for the queued launches)."""
+        for runner in self.persistent_runners():
+            runner.check()
+
     @property
     def receptive_field(self) -> int:
         """How many past inputs the state at step t depends on: 2 (startconv) + sum of 2d. Replaying
@@ -339,6 +349,7 @@ class PackedDecoder:
             logits = self.step(state, prev, cond)
             out[:, t] = torch.log_softmax(logits, -1).cpu()
             prev = x_scaled[:, t]
+        self.check()
         return out
 
 
@@ -410,9 +421,15 @@ class Generation:
         else:
             runner.run(self.state, t, n, self._cond, forced=forced.T, head=False)
 
+    def check(self) -> None:
+        """Raise if the samples so far cannot be trusted (a persistent launch stalled: see
+        :mod:`onss_tui.model.persistent`). The saves call it; call it before using :attr:`codes`."""
+        self.decoder.check()
+
     def state_dict(self) -> dict:
         """A CPU snapshot from which :meth:`load_state_dict` continues bit-exactly: the ring
         buffers themselves (about 6.3 MB a voice in bf16, so big batches prefer :meth:`compact_state`)."""
+        self.check()
         return {
             "decoder": self.state.to_dict(),
             "codes": _snapshot(self.codes[:, : self.state.t]),
@@ -426,6 +443,7 @@ class Generation:
         6.3 MB a voice): :meth:`load_state_dict` rebuilds the buffers by replaying the last
         ``receptive_field`` steps, fed the saved samples, through the same step function, so the
         rebuilt state and every later sample are bit-identical."""
+        self.check()
         return {"t": self.state.t, "codes": _snapshot(self.codes[:, : self.state.t]), "keys": _snapshot(self.keys),
                 "total": self.total}
 
@@ -441,10 +459,10 @@ class Generation:
         t, dev = self.state.t, self.codes.device
         if self._copy_stream is None:
             self._copy_stream = torch.cuda.Stream(dev)
+        side = self._copy_stream
+        side.wait_stream(torch.cuda.current_stream(dev))  # after the steps queued so far
         parts, start = self._host_parts, (self._host_parts[-1][0] if self._host_parts else 0)
         if t > start:
-            side = self._copy_stream
-            side.wait_stream(torch.cuda.current_stream(dev))  # after the steps that made these samples
             with torch.cuda.stream(side):
                 chunk = self.codes[:, start:t].contiguous()  # [B, t - start] on the device
                 host = torch.empty(chunk.shape, dtype=torch.uint8, pin_memory=True)
@@ -454,10 +472,25 @@ class Generation:
             parts.append((t, host, done))
         mine = list(parts)
         keys, total = _snapshot(self.keys), self.total
+        words = []  # the persistent launches' barrier words, behind the same steps: were they all sound?
+        if self.decoder.persistent_runners():
+            with torch.cuda.stream(side):
+                for runner in self.decoder.persistent_runners():
+                    word = torch.empty(1, dtype=torch.int32, pin_memory=True)
+                    word.copy_(runner.bar, non_blocking=True)
+                    words.append((word, runner.spin_limit))
+                checked = torch.cuda.Event()
+                checked.record(side)
 
         def state() -> dict:
             for _, _, done in mine:
                 done.synchronize()
+            if words:
+                from onss_tui.model.persistent import stalled
+
+                checked.synchronize()
+                for word, spins in words:
+                    stalled(int(word), spins)  # raises: these samples are not saved
             codes = torch.cat([h for _, h, _ in mine], 1) if mine else torch.zeros(len(keys), 0, dtype=torch.uint8)
             return {"t": t, "codes": codes, "keys": keys, "total": total}
 

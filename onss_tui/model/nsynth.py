@@ -240,6 +240,7 @@ class NSynth:
                 gen.advance(chunk)
                 if progress is not None:
                     progress(gen.t, gen.total)
+        gen.check()
         return self.codes_to_audio(gen.codes.cpu().numpy())
 
     @staticmethod

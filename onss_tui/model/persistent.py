@@ -30,8 +30,15 @@ L2, never a stale L1 line). The layer ring buffers are separate tensors; the ker
 them from the first one's pointer plus each layer's element offset, computed on the host from
 their addresses (fixed for a generation: states are loaded by copying into them).
 
+A barrier that a program never reaches would spin forever (a fault of the kernel or of the
+launch); instead a program gives up after ``SPIN_LIMIT`` polls and marks the barrier word
+stalled, which opens every barrier from then on, and the generation refuses the samples before
+they are saved or returned (:class:`BarrierStall`, from :meth:`Persistent.check`; a run fails
+with the fix named, keeping its last sound save).
+
 Triton's CPU interpreter runs a launch's programs one after another, so there (the tests) the
-grid is one program, which deals every tile to itself and passes every barrier at once.
+grid is one program, which deals every tile to itself and passes every barrier at once; a grid
+of two there is a grid one of whose programs is not running, which the tests use to stall it.
 """
 
 from __future__ import annotations
@@ -41,9 +48,26 @@ import torch
 from onss_tui.model import kernels as fused
 from onss_tui.model.kernels import interpreting, triton
 
-__all__ = ["Persistent", "MAX_BATCH"]
+__all__ = ["Persistent", "BarrierStall", "stalled", "MAX_BATCH", "SPIN_LIMIT", "STALLED"]
 
 MAX_BATCH = 64  # beyond this the fused kernels' big tiles are faster (and the grid is full anyway)
+SPIN_LIMIT = 1 << 22  # polls of a barrier before a program gives up: seconds on a GPU (a phase: microseconds)
+STALLED = 1 << 30  # the barrier word's bit a program that gave up sets (see _grid_sync)
+
+
+class BarrierStall(RuntimeError):
+    """A persistent launch stalled at a grid barrier: its samples are wrong and must not be kept."""
+
+
+def stalled(word: int, spins: int = SPIN_LIMIT) -> None:
+    """Raise :class:`BarrierStall` if ``word`` (a runner's barrier word, read back) says a launch stalled."""
+    if word & STALLED:
+        raise BarrierStall(
+            f"the persistent kernel stalled: a program waited {spins:,} polls at a grid barrier for programs that "
+            "were not running, so its samples since the last save are wrong and were not kept. Use the fused "
+            "kernels instead (kernels: triton; onss bench --kernels triton), and please report the GPU, driver "
+            "and Triton version.")
+
 
 if triton is not None:
     import triton.language as tl
@@ -51,13 +75,25 @@ if triton is not None:
     from onss_tui.model.kernels import _draw, _gate_dots, _rows_times
 
     @triton.jit
-    def _grid_sync(bar_ptr, epoch):
+    def _grid_sync(bar_ptr, epoch, SPINS: tl.constexpr):
         """Barrier number ``epoch`` (1, 2, ...) of a launch: returns once every program has
-        arrived. ``bar_ptr``: an int32 zeroed before the launch; it only grows during it."""
+        arrived. ``bar_ptr``: an int32, the arrivals; it only grows during a launch, and each
+        launch starts from it masked to its bit 30 (:meth:`Persistent.run`).
+
+        A program that polls ``SPINS`` times in vain (seconds on a GPU, where a phase takes
+        microseconds: a program of the grid is not running) sets bit 30, which counts as every
+        arrival of any barrier, so the launch, and every later one, runs through without waiting,
+        with wrong numbers, instead of hanging the GPU; the host sees the bit and refuses the
+        samples (:meth:`Persistent.check`). The last poll allowed may be the one that succeeds:
+        a wait that long is a fault anyway. (One atomic and this loop: other forms made ptxas
+        spill.)"""
         tl.debug_barrier()  # every thread of this program has issued its writes
         tl.atomic_add(bar_ptr, 1, sem="release", scope="gpu")
-        while tl.atomic_add(bar_ptr, 0, sem="acquire", scope="gpu") < epoch * tl.num_programs(0):
-            pass
+        want = epoch * tl.num_programs(0)
+        polls = 0
+        while (tl.atomic_add(bar_ptr, 0, sem="acquire", scope="gpu") < want) & (polls < SPINS):
+            polls += 1
+        tl.atomic_max(bar_ptr, (polls >= SPINS).to(tl.int32) << 30, sem="relaxed", scope="gpu")
         tl.debug_barrier()
 
     @triton.jit
@@ -71,7 +107,8 @@ if triton is not None:
                       BM: tl.constexpr, BNG: tl.constexpr, BNR: tl.constexpr, BNH: tl.constexpr,
                       BK: tl.constexpr, BKH: tl.constexpr, GATE_STAGES: tl.constexpr, RES_STAGES: tl.constexpr,
                       PRECISION: tl.constexpr, PRECISION_F32: tl.constexpr, WIDEN: tl.constexpr,
-                      FORCED: tl.constexpr, HEAD: tl.constexpr, SAMPLE: tl.constexpr):
+                      FORCED: tl.constexpr, HEAD: tl.constexpr, SAMPLE: tl.constexpr,
+                      SPINS: tl.constexpr):
         pid = tl.program_id(0)
         nprog = tl.num_programs(0)
         n_rb = tl.cdiv(B, BM)  # row blocks of BM voices
@@ -103,7 +140,7 @@ if triton is not None:
                 acc += tl.load(ss_b + cols)[None, :]
                 tl.store(skip_ptr + rows[:, None] * S + cols[None, :], acc, mask=live1[:, None])
             epoch += 1
-            _grid_sync(bar_ptr, epoch)
+            _grid_sync(bar_ptr, epoch, SPINS)
             for i in range(L):
                 d = tl.load(dil_ptr + i)
                 ring = buf_ptr + tl.load(buf_off_ptr + i)  # this layer's ring buffer [2d, B, C]
@@ -134,7 +171,7 @@ if triton is not None:
                     tl.store(out, acc_s, mask=live)
                     tl.store(out + C, acc_t, mask=live)
                 epoch += 1
-                _grid_sync(bar_ptr, epoch)
+                _grid_sync(bar_ptr, epoch, SPINS)
                 # -- the gate, then residual and skip ---------------------------------------------
                 for tile in range(pid, n_rb * ((C + S) // BNR), nprog):
                     rows = (tile // ((C + S) // BNR)) * BM + tl.arange(0, BM)
@@ -167,7 +204,7 @@ if triton is not None:
                         sk = skip_ptr + rows[:, None] * S + (cols[None, :] - C)
                         tl.store(sk, tl.load(sk, mask=live, other=0.0, cache_modifier=".cg") + acc, mask=live)
                 epoch += 1
-                _grid_sync(bar_ptr, epoch)
+                _grid_sync(bar_ptr, epoch, SPINS)
             if HEAD:  # -- out1, then the logits ---------------------------------------------------
                 for tile in range(pid, n_rb * (S // BNH), nprog):
                     rows = (tile // (S // BNH)) * BM + tl.arange(0, BM)
@@ -178,7 +215,7 @@ if triton is not None:
                                    other=0.0)
                     tl.store(s_ptr + rows[:, None] * S + cols[None, :], tl.maximum(acc, 0.0), mask=live)
                 epoch += 1
-                _grid_sync(bar_ptr, epoch)
+                _grid_sync(bar_ptr, epoch, SPINS)
                 for tile in range(pid, n_rb * (Q // BNH), nprog):
                     rows = (tile // (Q // BNH)) * BM + tl.arange(0, BM)
                     cols = (tile % (Q // BNH)) * BNH + tl.arange(0, BNH)
@@ -187,7 +224,7 @@ if triton is not None:
                     acc += tl.load(logits_b + cols)[None, :]
                     tl.store(logits_ptr + rows[:, None] * Q + cols[None, :], acc, mask=live)
                 epoch += 1
-                _grid_sync(bar_ptr, epoch)
+                _grid_sync(bar_ptr, epoch, SPINS)
             # -- x[t] into the startconv ring; with SAMPLE, draw x[t + 1] ------------------------
             for rb in range(pid, n_rb, nprog):
                 rows = rb * BM + tl.arange(0, BM)
@@ -203,7 +240,7 @@ if triton is not None:
                     tl.store(prev_ptr + rows, (k.to(tl.float32) - 128.0) / 128.0, mask=live1)
             if step + 1 < n_steps:
                 epoch += 1
-                _grid_sync(bar_ptr, epoch)
+                _grid_sync(bar_ptr, epoch, SPINS)
 
 
 def _tiles(batch: int, dtype: torch.dtype) -> dict:
@@ -245,7 +282,8 @@ class Persistent:
         self.skip = torch.zeros(batch, s, **f32)
         self.s = torch.zeros(batch, s, **f32)
         self.logits = torch.zeros(batch, packed.logits_w.shape[1], **f32)
-        self.bar = torch.zeros(1, dtype=torch.int32, device=dev)
+        self.bar = torch.zeros(1, dtype=torch.int32, device=dev)  # the barriers' arrivals, and STALLED
+        self.spin_limit = SPIN_LIMIT
         self.dil = torch.tensor(packed.dilations, dtype=torch.int32, device=dev)
         self._offsets: dict[tuple[int, ...], torch.Tensor] = {}
         if interpreting():
@@ -254,6 +292,10 @@ class Persistent:
             self.programs = torch.cuda.get_device_properties(dev).multi_processor_count
         tiles = _tiles(batch, self.dil_w.dtype)  # programs: at most the gate phase's tiles
         self.programs = min(self.programs, triton.cdiv(batch, tiles["BM"]) * 3 * (c // tiles["BNG"]))
+
+    def check(self) -> None:
+        """Raise :class:`BarrierStall` if a launch so far stalled (waits for the queued launches)."""
+        stalled(int(self.bar.item()), self.spin_limit)
 
     def _ring_offsets(self, buffers: list[torch.Tensor]) -> torch.Tensor:
         """Each layer's ring buffer as an element offset from the first one's (made once per set
@@ -288,7 +330,7 @@ class Persistent:
         tiles = _tiles(self.batch, self.dil_w.dtype)
         warps, stages = tiles.pop("num_warps"), tiles.pop("num_stages")
         precision, widen = fused._precision(self.dil_w)
-        self.bar.zero_()
+        self.bar.bitwise_and_(STALLED)  # arrivals from 0; a stall stays (every later launch runs through)
         meta = dict(launch_cooperative_grid=True) if not interpreting() else {}
         fused._launch(_steps_kernel, (self.programs,), t, self.bar, forced if forced is not None else self.l,
                       state.start_taps, prev if sample else self.l, keys if sample else self.dil,
@@ -300,5 +342,6 @@ class Persistent:
                       self.logits, self.batch, len(packed.dilations), n,
                       C=self.l.shape[1], S=self.skip.shape[1], Q=self.logits.shape[1], **tiles,
                       PRECISION=precision, PRECISION_F32=fused._fp32_precision(), WIDEN=widen,
-                      FORCED=not sample, HEAD=head or sample, SAMPLE=sample, num_warps=warps, num_stages=stages, **meta)
+                      FORCED=not sample, HEAD=head or sample, SAMPLE=sample, SPINS=self.spin_limit,
+                      num_warps=warps, num_stages=stages, **meta)
         return self.logits

@@ -162,6 +162,7 @@ def _generate_batch(model, embeddings, ids, seed, out, save_every, progress, on_
                         saver.save(gen.compact_state_later())  # copied and written while the next samples are made
         finally:
             saver.wait()
+        gen.check()  # samples from a stalled persistent launch are never kept
         codes = gen.codes.cpu().numpy()
     except RuntimeError as exc:
         if not _is_oom(exc) or len(ids) == 1:
