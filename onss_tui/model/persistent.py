@@ -36,9 +36,10 @@ stalled, which opens every barrier from then on, and the generation refuses the 
 they are saved or returned (:class:`BarrierStall`, from :meth:`Persistent.check`; a run fails
 with the fix named, keeping its last sound save).
 
-Triton's CPU interpreter runs a launch's programs one after another, so there (the tests) the
-grid is one program, which deals every tile to itself and passes every barrier at once; a grid
-of two there is a grid one of whose programs is not running, which the tests use to stall it.
+Triton's CPU interpreter runs a launch's programs one after another, so there the grid is one
+program, which deals every tile to itself and passes every barrier at once; a grid of two there
+is a grid one of whose programs is not running, which the tests use to stall it; and the tests
+also run the interpreter's programs at once, in threads, to check the barriers and the dealing.
 """
 
 from __future__ import annotations
