@@ -149,14 +149,13 @@ def bench_fidelity(device: str, precisions: list[str], golden_dir, samples: int,
     from onss_tui.model import NSynth
     from onss_tui.model.fidelity import compare
     from onss_tui.model.golden import golden_reference, golden_variables
+    from onss_tui.model.persistent import BarrierStall
 
     reference = NSynth.from_tf_variables(golden_variables(golden_dir), device=device, precision="fp32")
     ref = golden_reference(golden_dir)
     audio = ref["audio"][:, :samples].astype(np.float32)
     enc = ref["encoding"]
     want = reference.log_probs(audio, enc, mode="incremental")
-    from onss_tui.model.persistent import BarrierStall
-
     out = []
     for k in kernels or kernel_choices(reference):
         for p in precisions:
