@@ -473,9 +473,10 @@ class Generation:
         mine = list(parts)
         keys, total = _snapshot(self.keys), self.total
         words = []  # the persistent launches' barrier words, behind the same steps: were they all sound?
-        if self.decoder.persistent_runners():
+        runners = self.decoder.persistent_runners()
+        if runners:
             with torch.cuda.stream(side):
-                for runner in self.decoder.persistent_runners():
+                for runner in runners:
                     word = torch.empty(1, dtype=torch.int32, pin_memory=True)
                     word.copy_(runner.bar, non_blocking=True)
                     words.append((word, runner.spin_limit))
