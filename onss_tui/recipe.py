@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from onss_tui.atomic import atomic_write_text
+from onss_tui.vocab import ROW_LENGTH, CleanMode, Engine, KernelsSetting, PrecisionSetting
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]*$")
 CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
@@ -118,8 +119,8 @@ class Corners(_Strict):
 
 
 class Generation(_Strict):
-    precision: Literal["auto", "fp32", "tf32", "bf16"] = "auto"
-    kernels: Literal["auto", "torch", "triton"] = Field(
+    precision: PrecisionSetting = "auto"
+    kernels: KernelsSetting = Field(
         "auto", description="the generator's layer step: PyTorch ops, or fused Triton kernels (GPU); auto "
                             "times both on the GPU when the run generates and keeps the faster")
     batch_size: Union[Literal["auto"], int] = "auto"
@@ -144,7 +145,7 @@ class Generation(_Strict):
 
 
 class Clean(_Strict):
-    mode: Literal["mp3", "lowpass", "none"] = "mp3"
+    mode: CleanMode = "mp3"
     normalize_dbfs: float = Field(-12.0, ge=-60, le=0)
 
 
@@ -160,7 +161,7 @@ class Device(_Strict):
     def _loop(self) -> "Device":
         if self.loop_start >= self.loop_end:
             raise ValueError(f"loop_start ({self.loop_start}) must be below loop_end ({self.loop_end}); "
-                             "both are fractions of the 60000-sample row")
+                             f"both are fractions of the {ROW_LENGTH}-sample row")
         return self
 
 
@@ -170,7 +171,7 @@ class Recipe(_Strict):
     corners: Corners
     pitches: list[int] = Field(min_length=1)
     resolution: int = Field(9, ge=2, le=33)
-    engine: Literal["nsynth", "preview"] = "nsynth"
+    engine: Engine = "nsynth"
     checkpoint: str | None = None
     generation: Generation = Field(default_factory=Generation)
     clean: Clean = Field(default_factory=Clean)

@@ -15,8 +15,8 @@ import soundfile as sf
 import soxr
 
 from onss_tui.atomic import atomic_write
+from onss_tui.vocab import SAMPLE_RATE  # re-exported (__all__)
 
-SAMPLE_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".aif", ".aiff", ".flac", ".mp3", ".ogg")
 
 __all__ = ["AudioError", "AudioInfo", "SAMPLE_RATE", "AUDIO_SUFFIXES", "probe", "load", "fit_length", "save_wav"]

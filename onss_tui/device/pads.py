@@ -14,14 +14,13 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from onss_tui.atomic import atomic_write
+from onss_tui.vocab import ROW_LENGTH, SAMPLE_RATE  # re-exported: the pipeline and the device modules import them here
 
-ROW_LENGTH = 60000
-SAMPLE_RATE = 16000
 FADE = 8
 WALK_BACK = 16
 DTYPE = np.dtype("<i2")
 
-__all__ = ["ROW_LENGTH", "pad_filename", "row_index", "pad_size", "post_process", "write_pad", "open_pad"]
+__all__ = ["ROW_LENGTH", "SAMPLE_RATE", "pad_filename", "row_index", "pad_size", "post_process", "write_pad", "open_pad"]
 
 
 def pad_filename(combination: Sequence[str]) -> str:

@@ -19,6 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from onss_tui.vocab import ROW_LENGTH
+
 CORNER_POSITIONS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))  # TL, TR, BL, BR
 CORNER_NAMES = ("top_left", "top_right", "bottom_left", "bottom_right")
 
@@ -132,5 +134,5 @@ def stage_bytes(sounds: int, instruments: int, pitches: int, resolution: int, pa
         "prepare": instruments * pitches * sample_length * 4,
         "generate": sounds * sample_length * 2,
         "clean": sounds * (sample_length + 2048) * 2,
-        "pack": sounds * 60000 * 2 + pads * rows * 60000 * 2,
+        "pack": sounds * ROW_LENGTH * 2 + pads * rows * ROW_LENGTH * 2,
     }

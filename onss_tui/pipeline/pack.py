@@ -1,4 +1,4 @@
-"""Stage pack: onset-trimmed 60000-sample rows per sound, then one ``.bin`` per corner combination.
+"""Stage pack: onset-trimmed rows of ``ROW_LENGTH`` samples per sound, then one ``.bin`` per corner combination.
 
 Rows are made once per sound (``pack/rows-NNNNN.npy``) and gathered into pads in the device's row
 order ``(yi * R + xi) * P + pi``; each pad is written atomically, its size checked, then marked done

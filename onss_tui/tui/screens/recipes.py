@@ -9,6 +9,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from onss_tui.recipe import RecipeError, load_recipe, save_recipe
+from onss_tui.vocab import RunStatus
+
+RUNNING: RunStatus = "running"
+INTERRUPTED: RunStatus = "interrupted"  # the state says running, but no runner holds the run's lock
 
 
 def run_state(recipe_path: Path) -> tuple[str, Path | None]:
@@ -23,9 +27,9 @@ def run_state(recipe_path: Path) -> tuple[str, Path | None]:
         return "never run", run.path
     status = run.read_state().get("status", "?")
     if run.locked_by():
-        status = "running"
-    elif status == "running":
-        status = "interrupted"
+        status = RUNNING
+    elif status == RUNNING:
+        status = INTERRUPTED
     return status, run.path
 
 
@@ -90,7 +94,7 @@ class RecipesScreen(Screen):
         except RecipeError as exc:
             self.notify(exc.problems[0], severity="error", timeout=10)
             return
-        if run_state(path)[0] == "running":
+        if run_state(path)[0] == RUNNING:
             self.action_attach()
             return
         self.app.start_run(path)

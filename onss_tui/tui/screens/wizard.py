@@ -20,8 +20,13 @@ from onss_tui.audio.io import AUDIO_SUFFIXES, AudioError, probe
 from onss_tui.pipeline.grid import CORNER_NAMES, plan_sounds
 from onss_tui.pipeline.prepare import FILE_RE, inspect_note
 from onss_tui.recipe import Recipe, RecipeError, parse_recipe, recipe_yaml
+from onss_tui.vocab import AUTO, ENGINES, ROW_LENGTH, PrecisionSetting, choices
 
 PRESETS = {"original (24..84 step 4)": list(range(24, 85, 4)), "four octaves (36, 48, 60, 72)": [36, 48, 60, 72]}
+# the engine select: what each engine costs, the wizard's default (preview) first
+ENGINE_LABELS = {"preview": "preview (CPU, seconds)", "nsynth": "nsynth (GPU)"}
+ENGINE_OPTIONS = [(ENGINE_LABELS.get(e, e), e) for e in sorted(ENGINES, key=lambda e: e != "preview")]
+PRECISION_OPTIONS = [(p, p) for p in choices(PrecisionSetting)]
 
 
 @dataclass
@@ -32,7 +37,7 @@ class Draft:
     pitches: list[int] = field(default_factory=lambda: [36, 48, 60, 72])
     resolution: int = 9
     engine: str = "preview"
-    precision: str = "auto"
+    precision: str = AUTO
     gpus: str = "all"  # "all" or how many
     labels: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {"display": .., "abbr": ..}
     found: dict[str, list[int]] = field(default_factory=dict)  # instrument -> pitches in the folder
@@ -305,7 +310,7 @@ def estimate(draft: Draft, devices: list[str], results: list[dict] | None = None
         return "fill in corners, pitches and resolution for estimates"
     plan = plan_sounds(corners, draft.pitches, draft.resolution)
     n = len(plan.sounds)
-    size = len(plan.pads) * draft.resolution ** 2 * len(draft.pitches) * 60000 * 2
+    size = len(plan.pads) * draft.resolution ** 2 * len(draft.pitches) * ROW_LENGTH * 2
     if draft.engine == "preview":
         when = "seconds on the CPU (preview engine)"
     else:
@@ -328,11 +333,9 @@ class GridScreen(WizardStep):
             yield Label("resolution")
             yield Input(str(self.draft.resolution), id="resolution", type="integer")
             yield Label("engine")
-            yield Select([("preview (CPU, seconds)", "preview"), ("nsynth (GPU)", "nsynth")],
-                         value=self.draft.engine, allow_blank=False, id="engine")
+            yield Select(ENGINE_OPTIONS, value=self.draft.engine, allow_blank=False, id="engine")
             yield Label("precision")
-            yield Select([(p, p) for p in ("auto", "fp32", "tf32", "bf16")], value=self.draft.precision,
-                         allow_blank=False, id="precision")
+            yield Select(PRECISION_OPTIONS, value=self.draft.precision, allow_blank=False, id="precision")
             yield Label("GPUs")
             count = len(self.app.probe().gpus)
             choices = [(f"all GPUs ({count})" if count else "CPU (no GPU)", "all")]
