@@ -20,8 +20,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 EXIT_USER_ERROR = 2
 
@@ -32,12 +32,12 @@ class UserError(Exception):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from onss_tui.audio.io import AudioError
+    from onss_tui.device.deploy import DeployError
     from onss_tui.model.checkpoint import CheckpointError
     from onss_tui.model.install import InstallError
-    from onss_tui.device.deploy import DeployError
+    from onss_tui.pipeline.context import RunError
     from onss_tui.pipeline.prepare import PrepareError
     from onss_tui.pipeline.rundir import RunLocked
-    from onss_tui.pipeline.runner import RunError
     from onss_tui.recipe import RecipeError
 
     return (UserError, CheckpointError, InstallError, AudioError, RecipeError, PrepareError, RunError, RunLocked,
@@ -59,11 +59,17 @@ class ByteProgress:
         self._task = None
         self._last_line = 0.0
 
-    def __enter__(self) -> "ByteProgress":
+    def __enter__(self) -> ByteProgress:
         if self.tty:
             from rich.console import Console
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                       TransferSpeedColumn)
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
 
             self._rich = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                   TransferSpeedColumn(), TimeRemainingColumn(), console=Console(file=self.stream))
@@ -138,7 +144,8 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     if info.problem:
         print(f"problem     {info.problem}")
         return EXIT_USER_ERROR
-    status = "verified (every model tensor present, right shape, CRC32C ok)" if info.valid else "not verified (--no-verify)"
+    status = ("verified (every model tensor present, right shape, CRC32C ok)" if info.valid
+              else "not verified (--no-verify)")
     print(f"tensors     {info.tensors} in the bundle; model parameters {info.model_parameters:,}")
     print(f"EMA shadows {'present (--ema loads them)' if info.has_ema else 'absent'}")
     print(f"status      {status}")
@@ -189,7 +196,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     for start in range(0, len(files), args.batch_size):
         batch = np.stack(audio[start : start + args.batch_size])
         enc = model.encode(batch)  # [b, frames, 16]
-        for f, e in zip(files[start : start + args.batch_size], enc):
+        for f, e in zip(files[start : start + args.batch_size], enc, strict=True):
             dest = out_dir / f"{f.stem}.npy"
             atomic_save_npy(dest, e.astype(np.float32))
             print(f"{f} -> {dest}  {list(e.shape)}")
@@ -251,7 +258,7 @@ class EventPrinter:
         self._progress = None
         self._tasks: dict[str, int] = {}
 
-    def __enter__(self) -> "EventPrinter":
+    def __enter__(self) -> EventPrinter:
         if self.tty:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -314,7 +321,11 @@ def _run_recipe(recipe_path: Path, json_lines: bool, device: str | None) -> int:
         runner.listener = printer
         run_dir = runner.execute()
     if not json_lines:
-        preview = " (PREVIEW engine: not NSynth; for checking layout and corners)" if runner.recipe.engine == "preview" else ""
+        from onss_tui.pipeline.engines import engine_for
+
+        plan = runner.run.plan()
+        preview = (" (PREVIEW engine: not NSynth; for checking layout and corners)"
+                   if engine_for(plan, "cpu").preview_note else "")
         print(f"Done{preview}: {run_dir}\nCheck it on the device: onss deploy {run_dir} --to /media/SDCARD")
     return 0
 
@@ -325,6 +336,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     path = Path(args.recipe).expanduser()
     load_recipe(path)  # every recipe problem is reported here, before anything starts
+    if args.dry_run:
+        return _dry_run(path, args.json, args.device)
     if args.detach:
         run_dir, pid = start_detached(path, args.device)
         print(f"Started in the background (pid {pid}); it survives this SSH session.\n"
@@ -332,6 +345,15 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"  log:    {run_dir / 'logs' / 'supervisor.log'}")
         return 0
     return _run_recipe(path, args.json, args.device)
+
+
+def _dry_run(path: Path, json_out: bool, device: str | None) -> int:
+    from onss_tui.pipeline.dryrun import dry_run, dry_run_text
+    from onss_tui.pipeline.runner import Runner
+
+    report = dry_run(Runner.from_file(path, device=device))
+    print(json.dumps(report, indent=2) if json_out else dry_run_text(report))
+    return 0
 
 
 def _run_dir_arg(value: str | None) -> Path:
@@ -350,30 +372,31 @@ def _run_dir_arg(value: str | None) -> Path:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from onss_tui.pipeline.rundir import STAGES, RunDir
+    from onss_tui.vocab import RunStatus
+
+    INTERRUPTED: RunStatus = "interrupted"
 
     run = RunDir(_run_dir_arg(args.run))
     if not run.state_path.is_file():
         raise UserError(f"{run.path}: not a run folder (no state.json). Pass the folder a recipe's 'output' names.")
-    state = run.read_state()
+    state = run.state()
     pid = run.locked_by()
     if args.json:
-        print(json.dumps({**state, "active_pid": pid}, indent=2))
+        print(json.dumps({**state.model_dump(mode="json"), "active_pid": pid}, indent=2))
         return 0
-    status = state.get("status", "?")
     if pid:
         alive = f"running (pid {pid})"
-    elif status == "running":
-        alive = "interrupted (no process is working on it; run the recipe again to resume)"
+    elif state.status == "running":
+        alive = f"{INTERRUPTED} (no process is working on it; run the recipe again to resume)"
     else:
-        alive = status
-    print(f"{run.path}: {state.get('name', '?')} [{state.get('engine', '?')}]  {alive}")
+        alive = state.status or "?"
+    print(f"{run.path}: {state.name or '?'} [{state.engine or '?'}]  {alive}")
     for stage in STAGES:
-        info = state.get("stages", {}).get(stage, {})
-        status = info.get("status", "pending")
-        extra = f"  {info['error']}" if info.get("error") else ""
-        print(f"  {stage:12s} {status}{extra}")
+        info = state.stage(stage)
+        extra = f"  {info.error}" if info.error else ""
+        print(f"  {stage:12s} {info.status}{extra}")
     last = {}
-    for e in run.events():
+    for e in run.events(streams=("generate-w",)):
         if e["event"] == "progress":
             last[e["stream"]] = e
     for stream, e in sorted(last.items()):
@@ -433,7 +456,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from onss_tui import bench
-    from onss_tui.pipeline.throughput import save_result
+    from onss_tui.pipeline.throughput import PRECISION_ORDER, save_result
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -441,7 +464,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         "with `onss` (environment screen).")
     cuda = device.startswith("cuda")
     batches = args.batch or ([1, 64, 512, 2048, 4096, 8192] if cuda else [1, 8])
-    precisions = args.precision or (["bf16", "tf32", "fp32"] if cuda else ["fp32"])
+    precisions = args.precision or (list(PRECISION_ORDER) if cuda else ["fp32"])
     steps = args.steps or (256 if cuda else 32)
     golden = Path(args.golden) if args.golden else None
     if golden is not None and not (golden / "nsynth_reference.npz").is_file():
@@ -548,6 +571,7 @@ def _device_default() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from onss_tui.model.install import CHECKPOINT_URL
+    from onss_tui.vocab import KERNELS, PRECISIONS
 
     parser = argparse.ArgumentParser(prog="onss", description="Open NSynth Super studio")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -573,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--checkpoint", help="checkpoint prefix, file or folder (default: installed)")
     enc.add_argument("--length", type=int, default=64000, help="samples at 16 kHz, padded or trimmed (default 64000)")
     enc.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    enc.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    enc.add_argument("--precision", default="fp32", choices=PRECISIONS)
     enc.add_argument("--ema", action="store_true", help="use the EMA weights instead of the raw ones")
     enc.add_argument("--batch-size", type=int, default=8)
     enc.set_defaults(func=cmd_encode)
@@ -596,7 +620,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a recipe (resumes where it stopped)")
     run.add_argument("recipe")
     run.add_argument("--detach", action="store_true", help="run in the background; survives the SSH session")
-    run.add_argument("--json", action="store_true", help="progress as JSON event lines")
+    run.add_argument("--json", action="store_true", help="progress as JSON event lines (with --dry-run: the report)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check every note and show the plan (work, workers, time, disk) without running or "
+                          "writing anything")
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     run.set_defaults(func=cmd_run)
     st = sub.add_parser("status", help="the stages and progress of a run")
@@ -621,16 +648,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     bn = sub.add_parser("bench", help="measure generation speed here; the wizard projects run times from it")
     bn.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when there is one)")
-    bn.add_argument("--precision", nargs="+", choices=["fp32", "tf32", "bf16"],
+    bn.add_argument("--precision", nargs="+", choices=PRECISIONS,
                     help="default: bf16 tf32 fp32 on a GPU, fp32 on the CPU")
     bn.add_argument("--batch", nargs="+", type=int, help="batch sizes (default: 1 64 512 2048 4096 8192 on a GPU)")
-    bn.add_argument("--kernels", nargs="+", choices=["torch", "triton", "persistent"],
+    bn.add_argument("--kernels", nargs="+", choices=KERNELS,
                     help="layer steps to time: PyTorch ops, fused Triton kernels, many steps a launch (batches up to "
                          "64) (default: torch and triton where they run)")
     bn.add_argument("--steps", type=int, help="timed decoder steps per measurement")
     bn.add_argument("--no-encoder", action="store_true", help="skip the encoder measurement")
     bn.add_argument("--golden", help="the golden reference folder: adds the fidelity table (KL to fp32, top-1)")
-    bn.add_argument("--fidelity-samples", type=int, help="teacher-forced steps per golden clip (default 4096 GPU, 256 CPU)")
+    bn.add_argument("--fidelity-samples", type=int,
+                    help="teacher-forced steps per golden clip (default 4096 GPU, 256 CPU)")
     bn.add_argument("--no-save", action="store_true", help="do not store the result for the wizard")
     bn.add_argument("--json", help="also write the result to this file")
     bn.set_defaults(func=cmd_bench)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import yaml
+
+from onss_tui.pipeline.plan import Machine
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -35,3 +38,29 @@ def small_recipe(folder: Path, name: str = "small.yaml", **over) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+@dataclass
+class RecordingMachine(Machine):
+    """A machine with fake GPUs (NVML's view) that runs everything on the CPU and records which
+    GPU every use of the model in the supervisor asked for (``devices``). ``fused``: why the fused
+    kernels cannot run (None: they can, so ``kernels: auto`` is timed)."""
+
+    devices: list = field(default_factory=list)
+    fused: str | None = "the test machine has no fused kernels"
+
+    def device_of(self, gpu: int | None) -> str:
+        self.devices.append(gpu)
+        return "cpu"
+
+    def worker_device(self, gpu: int | None) -> str:
+        return "cpu"
+
+    def why_no_fused_kernels(self, device: str) -> str | None:
+        return self.fused
+
+
+def fake_gpus(count: int = 4) -> RecordingMachine:
+    from onss_tui.gpu import fake_probe
+
+    return RecordingMachine(fake_probe(count), cuda=True, cpu_count=2)

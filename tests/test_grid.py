@@ -98,26 +98,22 @@ def test_the_same_instrument_in_two_corners_is_refused():
 @settings(max_examples=200, deadline=None)
 @given(n=st.integers(1, 200_000), size=st.integers(1, 8192), workers=st.integers(1, 16))
 def test_shards_cover_every_sound_once_and_balance_the_workers(tmp_path_factory, n, size, workers):
-    from onss_tui.pipeline.interpolate import load_shards, make_shards
+    from onss_tui.pipeline.plan import Shard, make_shards
 
-    out = tmp_path_factory.getbasetemp() / "shards.json"
-    shards = make_shards(n, size, workers, out)
-    assert load_shards(out) == shards
-    assert shards[0]["start"] == 0 and shards[-1]["stop"] == n
-    assert all(a["stop"] == b["start"] for a, b in zip(shards, shards[1:]))
-    sizes = [s["stop"] - s["start"] for s in shards]
+    shards = make_shards(n, size, workers)
+    assert [Shard.model_validate_json(s.model_dump_json()) for s in shards] == shards  # as plan.json stores them
+    assert shards[0].start == 0 and shards[-1].stop == n
+    assert all(a.stop == b.start for a, b in zip(shards, shards[1:], strict=False))
+    sizes = [s.stop - s.start for s in shards]
     assert max(sizes) <= size and max(sizes) - min(sizes) <= 1
-    per_worker = [sum(s["stop"] - s["start"] for s in shards if s["worker"] == w) for w in range(workers)]
+    per_worker = [sum(s.stop - s.start for s in shards if s.worker == w) for w in range(workers)]
     # every worker gets the same count of shards (unless there are fewer sounds than that needs)
     assert len(shards) % workers == 0 or len(shards) == n
     assert max(per_worker) - min(per_worker) <= max(sizes)
 
 
 def test_the_shipped_set_on_eight_gpus():
-    import tempfile
+    from onss_tui.pipeline.plan import make_shards
 
-    from onss_tui.pipeline.interpolate import make_shards
-
-    with tempfile.TemporaryDirectory() as d:
-        shards = make_shards(118_016, 4096, 8, Path(d) / "s.json")
-    assert len(shards) == 32 and {s["stop"] - s["start"] for s in shards} == {3688}
+    shards = make_shards(118_016, 4096, 8)
+    assert len(shards) == 32 and {s.stop - s.start for s in shards} == {3688}

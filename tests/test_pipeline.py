@@ -20,7 +20,7 @@ from onss_tui.pipeline.demo import INSTRUMENTS, PITCHES, make_demo
 from onss_tui.pipeline.rundir import RunDir, RunLocked
 from onss_tui.pipeline.runner import RunError, Runner
 from onss_tui.recipe import load_recipe, save_recipe
-from tests.helpers import digests, small_recipe, write_notes
+from tests.helpers import digests, fake_gpus, small_recipe, write_notes
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +67,11 @@ def test_demo_corner_rows_hold_the_corner_instruments(demo_run):
 def test_rerun_is_idempotent_and_changed_recipe_is_refused(demo_run):
     out, recipe = demo_run
     before = digests(out / "run" / "pads")
+    plan = (out / "run" / "plan.json").read_bytes()
     mtime = next((out / "run" / "pads").glob("*.bin")).stat().st_mtime_ns
     Runner.from_file(recipe, device="cpu").execute()
     assert digests(out / "run" / "pads") == before
+    assert (out / "run" / "plan.json").read_bytes() == plan  # a resumed run keeps its plan
     assert next((out / "run" / "pads").glob("*.bin")).stat().st_mtime_ns == mtime  # not rewritten
     r = load_recipe(recipe)
     other = recipe.with_name("other.yaml")
@@ -194,13 +196,15 @@ def test_kill_anywhere_and_resume_gives_identical_pads(tmp_path):
 # the nsynth engine on the golden (random) weights, short sounds
 
 
-def test_nsynth_engine_through_every_stage(tmp_path, golden_checkpoint, monkeypatch):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # as the supervisor sets it for a worker (no effect on the CPU)
+def test_nsynth_engine_through_every_stage(tmp_path, golden_checkpoint):
+    """On a (fake) machine with four GPUs and gpus: [3], the one worker is a process on GPU 3
+    (CUDA_VISIBLE_DEVICES=3; the computation runs on the CPU here)."""
     write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])
     recipe = small_recipe(tmp_path, engine="nsynth", checkpoint=str(golden_checkpoint), pitches=[60], resolution=2,
-                          generation={"sample_length": 512, "batch_size": 2, "save_every": 256, "seed": 3})
+                          generation={"sample_length": 512, "batch_size": 2, "save_every": 256, "seed": 3,
+                                      "gpus": [3], "precision": "fp32"})
     events = []
-    Runner.from_file(recipe, device="cpu", listener=events.append).execute()
+    Runner.from_file(recipe, machine=fake_gpus(4), listener=events.append).execute()
     run = tmp_path / "run"
     assert validate_pack(run / "settings.json", run / "pads", resolution=2, pitches=[60]) == []
     enc = np.load(run / "embed" / "encodings.npy")
@@ -212,37 +216,42 @@ def test_nsynth_engine_through_every_stage(tmp_path, golden_checkpoint, monkeypa
     progress = [e for e in events if e["stream"] == "generate-w0" and e["event"] == "progress"]
     assert [(e["batch"], e["sample"]) for e in progress] == [(1, 256), (1, 512), (2, 256), (2, 512)]
     assert {e["gpu"] for e in progress} == {3}  # the dashboard puts the worker's card on GPU 3
+    [start] = [e for e in events if e["stream"] == "generate-w0" and e["event"] == "start"]
+    assert start["visible_devices"] == "3"
     assert not list((run / "generate").glob("*.state.pt"))
 
 
 def test_precision_auto_is_measured_once_and_kept(tmp_path, golden_checkpoint, monkeypatch):
     """On a GPU, ``precision: auto`` measures bf16 against fp32 on the run's first notes, stores
-    the choice in state.json, and a resumed run uses it without measuring again. (Forced on here;
-    on a CPU a run takes fp32 without measuring.)"""
-    from onss_tui.model.fidelity import KL_BAR
-    from onss_tui.pipeline.rundir import RunDir
+    the choice in the plan, and a resumed run uses it without measuring again. (A fake GPU here,
+    computing on the CPU; on a CPU machine a run takes fp32 without measuring.)"""
+    from onss_tui.engine.fidelity import KL_BAR
+
+    from onss_tui.pipeline import plan as planning
+    from onss_tui.pipeline.engines import engine_for
+    from onss_tui.pipeline.stages import plan as plan_stage
 
     write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])
     recipe = small_recipe(tmp_path, engine="nsynth", checkpoint=str(golden_checkpoint), pitches=[60], resolution=2,
                           generation={"sample_length": 512, "batch_size": 4, "precision": "auto"})
-    assert Runner.from_file(recipe, device="cpu")._precision() == "fp32"  # the CPU default
-    monkeypatch.setattr(Runner, "_measures_precision", lambda self: True)
-    monkeypatch.setattr(Runner, "FIDELITY_SAMPLES", 32)
+    cpu = planning.lay_out(load_recipe(recipe), planning.Machine.detect("cpu"))
+    assert cpu.precision == "fp32"  # the CPU default
+    monkeypatch.setattr(plan_stage, "FIDELITY_SAMPLES", 32)
     events = []
-    Runner.from_file(recipe, device="cpu", listener=events.append).execute()
+    Runner.from_file(recipe, machine=fake_gpus(1), listener=events.append).execute()
     run = RunDir(tmp_path / "run")
-    chosen = run.read_state()["precision"]
+    chosen = run.plan().precision
     [event] = [e for e in events if e["event"] == "precision"]
     bf16 = event["measured"][0]
     assert bf16["precision"] == "bf16" and bf16["steps"] == 2 * 32
     assert chosen == ("bf16" if bf16["kl_mean"] <= KL_BAR else "tf32") == event["chosen"]
-    again = Runner.from_run_dir(run.path, device="cpu")
-    monkeypatch.setattr(Runner, "_choose_precision", lambda self, ref: pytest.fail("measured twice"))
-    assert again._precision() == chosen and again.model().precision == chosen
+    monkeypatch.setattr(planning, "_measure_precision", lambda *a: pytest.fail("measured twice"))
+    Runner.from_run_dir(run.path, machine=fake_gpus(1)).execute()
+    assert run.plan().precision == chosen and engine_for(run.plan(), "cpu").model().precision == chosen
 
 
 def test_nsynth_shard_resumes_mid_batch_bit_exactly(tmp_path, small_model):
-    from onss_tui.pipeline.generate import generate_nsynth_shard
+    from onss_tui.pipeline.stages.generate import generate_nsynth_shard
 
     emb = np.random.default_rng(0).normal(0, 5, (2, 1, 16)).astype(np.float32)
     ids = np.array([7, 8])
@@ -272,7 +281,7 @@ def test_nsynth_shard_resumes_mid_batch_bit_exactly(tmp_path, small_model):
 def test_background_saver_writes_atomically_and_reports_failures(tmp_path):
     import torch
 
-    from onss_tui.pipeline.generate import BackgroundSaver
+    from onss_tui.pipeline.stages.generate import BackgroundSaver
 
     path = tmp_path / "s.state.pt"
     saver = BackgroundSaver(path)
@@ -298,8 +307,8 @@ def test_several_worker_processes_share_the_shards(tmp_path):
     Runner.from_file(recipe, device="cpu", listener=events.append).execute()
     run = tmp_path / "run"
     assert validate_pack(run / "settings.json", run / "pads") == []
-    shards = json.loads((run / "plan" / "shards.json").read_text())["shards"]
-    assert {s["worker"] for s in shards} == {0, 1}
+    shards = RunDir(run).plan().shards
+    assert {s.worker for s in shards} == {0, 1}
     done = {e["stream"] for e in events if e["event"] == "shard_done"}
     assert done == {"generate-w0", "generate-w1"}
     assert (run / "logs" / "worker-1.log").is_file()
@@ -317,50 +326,56 @@ def test_demo_cli_plain_lines_and_json(tmp_path, capsys):
 
 
 def test_kernels_auto_is_timed_once_on_a_gpu_and_kept(tmp_path, golden_checkpoint, monkeypatch):
-    """``kernels: auto``: PyTorch on a CPU without timing; on a GPU with Triton the supervisor times
-    both layer steps once when generation starts and stores the faster acceptable one in state.json,
-    which the workers and a resumed run read. (The GPU is simulated: the timing is faked here, and
-    choose_kernels itself is tested in test_kernels.)"""
-    import onss_tui.bench
-    from onss_tui.pipeline.rundir import RunDir
+    """``kernels: auto``: PyTorch on a CPU without timing; on a GPU with Triton the plan times both
+    layer steps once and stores the faster acceptable one in plan.json, which the workers and a
+    resumed run read. (The GPU is simulated: the timing is faked here, and choose_kernels itself
+    is tested in test_kernels.)"""
+    import onss_tui.engine.auto
+
+    from onss_tui.pipeline import plan as planning
+    from onss_tui.pipeline.engines import engine_for
 
     write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])
     recipe = small_recipe(tmp_path, engine="nsynth", checkpoint=str(golden_checkpoint), pitches=[60], resolution=2,
                           generation={"sample_length": 512, "batch_size": 4, "precision": "fp32"})
-    assert Runner.from_file(recipe, device="cpu")._kernels() == "torch"  # a CPU: nothing to time
-    monkeypatch.setattr(Runner, "_measures_kernels", lambda self: True)
+    assert planning.lay_out(load_recipe(recipe), planning.Machine.detect("cpu")).kernels == "torch"  # nothing to time
     timed = []
 
     def fake_choose(model, batch, steps, warm, acceptable):
         timed.append((model.precision, batch, steps))
         return "torch", {"torch": 2.0, "triton": 1.0}
 
-    monkeypatch.setattr(onss_tui.bench, "choose_kernels", fake_choose)
+    monkeypatch.setattr(onss_tui.engine.auto, "choose_kernels", fake_choose)
     events = []
-    Runner.from_file(recipe, device="cpu", listener=events.append).execute()
+    machine = fake_gpus(1)
+    machine.fused = None  # the fused kernels can run: auto times them
+    Runner.from_file(recipe, machine=machine, listener=events.append).execute()
     run = RunDir(tmp_path / "run")
-    assert timed == [("fp32", 4, Runner.KERNEL_STEPS)]
-    assert run.read_state()["kernels"] == "torch"
+    assert timed == [("fp32", 4, planning.KERNEL_STEPS)]
+    assert run.plan().kernels == "torch"
     [event] = [e for e in events if e["event"] == "kernels"]
     assert event["chosen"] == "torch" and event["samples_per_s"] == {"torch": 2.0, "triton": 1.0}
-    again = Runner.from_run_dir(run.path, device="cpu")
-    monkeypatch.setattr(onss_tui.bench, "choose_kernels", lambda *a, **k: pytest.fail("timed twice"))
-    again._choose_kernels()
-    assert again._kernels() == "torch" and again.model().kernels == "torch"
+    monkeypatch.setattr(onss_tui.engine.auto, "choose_kernels", lambda *a, **k: pytest.fail("timed twice"))
+    Runner.from_run_dir(run.path, machine=machine).execute()
+    assert run.plan().kernels == "torch" and engine_for(run.plan(), "cpu").model().kernels == "torch"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
-def test_fused_kernels_fidelity_check_on_the_runs_own_notes(tmp_path, golden_checkpoint, monkeypatch):
+def test_fused_kernels_fidelity_check_on_the_runs_own_notes(tmp_path, golden_checkpoint):
     """The veto ``kernels: auto`` applies to faster fused kernels: their KL to fp32 PyTorch on the
     run's first notes (Triton's interpreter on a CPU)."""
+    from onss_tui.model import NSynth
+    from onss_tui.pipeline.plan import kernel_fidelity
+    from onss_tui.pipeline.stages.prepare import load_notes, prepare
+
     write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])
     recipe = small_recipe(tmp_path, engine="nsynth", checkpoint=str(golden_checkpoint), pitches=[60], resolution=2,
                           generation={"sample_length": 512, "batch_size": 4, "precision": "bf16"})
-    runner = Runner.from_file(recipe, device="cpu")
-    runner.run.path.mkdir(parents=True, exist_ok=True)
-    runner.stage_prepare()
-    monkeypatch.setattr(Runner, "FIDELITY_SAMPLES", 3)
-    found = runner._kernel_fidelity("triton")
+    r = load_recipe(recipe)
+    prepare(r, tmp_path / "audio", tmp_path / "prepare")
+    _, notes = load_notes(tmp_path / "prepare")
+    model = NSynth.load(golden_checkpoint, precision="bf16")
+    found = kernel_fidelity(model, "triton", np.asarray(notes[:2]), 3)
     assert found["precision"] == "bf16" and found["steps"] == 2 * 3
     assert found["meets_bar"] and found["kl_mean"] < 0.01
 
@@ -372,4 +387,54 @@ def test_kernels_triton_where_they_cannot_run_is_refused_before_any_work(tmp_pat
                           generation={"sample_length": 512, "kernels": "triton"})
     with pytest.raises(RunError, match=r"generation.kernels is 'triton', but .*Set generation.kernels to auto"):
         Runner.from_file(recipe, device="cpu").execute()
+    assert not (tmp_path / "run" / "prepare").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan decides once, on the GPUs the run uses
+
+
+def test_the_plan_decides_everything_once_on_the_gpus_the_recipe_names(tmp_path, golden_checkpoint, monkeypatch):
+    """gpus: [2, 3] on a (fake) four-GPU machine: the precision and kernel measurements run on GPU
+    2, the batch comes from GPUs 2 and 3's free memory, the two workers run on GPUs 2 and 3, and
+    nothing ever reaches GPU 0 or 1. The workers read only the plan and the run folder."""
+    import onss_tui.engine.auto
+
+    from onss_tui.pipeline import plan as planning
+
+    write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])
+    recipe = small_recipe(tmp_path, engine="nsynth", checkpoint=str(golden_checkpoint), pitches=[60], resolution=2,
+                          generation={"sample_length": 512, "save_every": 256, "gpus": [2, 3]})
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two worker processes computing on this machine's CPUs
+    measured, timed = [], []  # the measurements themselves are faked here (test_precision_auto... runs one)
+    monkeypatch.setattr(planning, "_measure_precision",
+                        lambda checkpoint, device, clips, samples: measured.append(device) or ("fp32", []))
+    monkeypatch.setattr(onss_tui.engine.auto, "choose_kernels",
+                        lambda model, batch, **k: timed.append(batch) or ("torch", {"torch": 2.0, "triton": 1.0}))
+    machine = fake_gpus(4)
+    machine.fused = None
+    events = []
+    Runner.from_file(recipe, machine=machine, listener=events.append).execute()
+    plan = RunDir(tmp_path / "run").plan()
+    assert machine.devices and set(machine.devices) == {2}  # every model the supervisor loaded: on GPU 2
+    assert measured == ["cpu"]  # (the fake machine's device for GPU 2)
+    assert [m.gpu for m in plan.measurements] == [2, 2] and [m.setting for m in plan.measurements] == ["precision",
+                                                                                                        "kernels"]
+    assert [e.gpu for e in plan.executors] == [2, 3]
+    free = min(g.memory_total - g.memory_used for g in machine.gpus.gpus if g.index in (2, 3))
+    assert f"{free / 2**30:.1f} GiB" in plan.reasons["batch_size"]
+    assert plan.batch_size == planning._gpu_batch(free, plan.precision, 512) and timed == [min(plan.batch_size, 1024)]
+    starts = {e["stream"]: e for e in events if e["event"] == "start"}
+    assert {s: (e["gpu"], e["visible_devices"]) for s, e in starts.items()} == {"generate-w0": (2, "2"),
+                                                                               "generate-w1": (3, "3")}
+    assert {e["stream"] for e in events if e["event"] == "shard_done"} == {"generate-w0", "generate-w1"}
+    assert validate_pack(tmp_path / "run" / "settings.json", tmp_path / "run" / "pads") == []
+
+
+def test_gpus_the_machine_lacks_are_refused_before_any_work(tmp_path, golden_checkpoint):
+    write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])
+    recipe = small_recipe(tmp_path, engine="nsynth", checkpoint=str(golden_checkpoint), pitches=[60], resolution=2,
+                          generation={"sample_length": 512, "gpus": [1, 5]})
+    with pytest.raises(RunError, match=r"generation.gpus names GPU 5, but this machine has GPUs 0, 1, 2, 3"):
+        Runner.from_file(recipe, machine=fake_gpus(4)).execute()
     assert not (tmp_path / "run" / "prepare").exists()

@@ -112,7 +112,7 @@ def test_terminal_going_away_ends_the_wizard_but_not_the_run(tmp_path, hangup):
 
     run = RunDir(tmp_path / "runs" / "my-pack")
     end = time.monotonic() + 120
-    while run.read_state().get("status") not in ("done", "failed") and time.monotonic() < end:
+    while run.state().status not in ("done", "failed") and time.monotonic() < end:
         time.sleep(0.5)
-    assert run.read_state()["status"] == "done"
+    assert run.state().status == "done"
     assert validate_pack(run.path / "settings.json", run.path / "pads") == []

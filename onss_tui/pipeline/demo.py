@@ -27,10 +27,11 @@ def synth(instrument: str, midi: int, length: int = LENGTH) -> np.ndarray:
     t = np.arange(length) / SR
     f = _hz(midi)
     env = np.minimum(t / 0.01, 1.0) * np.exp(-1.5 * t)
+    x: np.ndarray
     if instrument == "sine":
         x = np.sin(2 * np.pi * f * t)
     elif instrument == "saw":
-        x = sum(np.sin(2 * np.pi * k * f * t) / k for k in range(1, int(6000 / f)))
+        x = sum(np.sin(2 * np.pi * k * f * t) / k for k in range(1, int(6000 / f)))  # type: ignore[assignment]
     elif instrument == "pluck":  # Karplus-Strong from seeded noise
         period = int(round(SR / f))
         buf = np.random.default_rng(midi).uniform(-1, 1, period)
@@ -40,7 +41,7 @@ def synth(instrument: str, midi: int, length: int = LENGTH) -> np.ndarray:
             buf[i % period] = 0.996 * 0.5 * (buf[i % period] + buf[(i + 1) % period])
         env = np.minimum(t / 0.002, 1.0)
     elif instrument == "bell":
-        x = sum(a * np.sin(2 * np.pi * r * f * t) * np.exp(-d * t)
+        x = sum(a * np.sin(2 * np.pi * r * f * t) * np.exp(-d * t)  # type: ignore[assignment]
                 for a, r, d in [(1, 1, 0.8), (0.6, 2.76, 1.5), (0.4, 5.4, 2.5), (0.25, 8.93, 4)])
     else:
         raise ValueError(instrument)

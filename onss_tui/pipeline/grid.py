@@ -14,8 +14,8 @@ generated once (global de-duplication), named by the sorted ``key_value`` pairs,
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -69,7 +69,7 @@ def combinations(corners: Sequence[Sequence[str]]) -> list[tuple[str, str, str, 
     """Every 4-tuple (TL, TR, BL, BR), sorted as the original sorts them."""
     if len(corners) != 4:
         raise ValueError("exactly four corners are needed")
-    return sorted(itertools.product(*corners))
+    return sorted(itertools.product(*corners))  # type: ignore[arg-type]  # four corners: 4-tuples
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def plan_sounds(corners: Sequence[Sequence[str]], pitches: Sequence[int], resolu
     for comb in combinations(corners):
         rows = np.empty(resolution * resolution * npitch, dtype=np.int32)
         for pi, pitch in enumerate(pitches):
-            for p, w in zip(points, weights):
+            for p, w in zip(points, weights, strict=True):
                 used = [(comb[i], float(w[i])) for i in range(4) if w[i] > 0]
                 key = (int(pitch), frozenset((n, round(wi, 3)) for n, wi in used))
                 index = seen.get(key)

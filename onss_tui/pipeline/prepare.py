@@ -1,21 +1,18 @@
-"""Stage 1, prepare: find every (instrument, pitch) note, read it, 16 kHz mono, fixed length.
+"""Finding and checking a recipe's notes (the prepare stage's rules; the wizard shows the same).
 
 Input files are ``<instrument>_<midi pitch>.<wav|aif|aiff|flac|mp3|ogg>``. Every problem is
-collected and reported at once, each naming the file (or the missing file) and the fix.
-Output: ``prepare/notes.npy`` float32 [n_notes, sample_length] and ``prepare/notes.json``
-(the (instrument, pitch) of each row, the source files and warnings).
+collected and reported at once, each naming the file (or the missing file) and the fix. The stage
+that reads them into the run folder is :mod:`onss_tui.pipeline.stages.prepare`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from onss_tui.atomic import atomic_save_npy, atomic_write_text
 from onss_tui.audio.io import AUDIO_SUFFIXES, AudioError, fit_length, load, probe
 from onss_tui.recipe import Recipe
 
@@ -23,7 +20,7 @@ FILE_RE = re.compile(r"^(?P<name>[^_]+)_(?P<pitch>\d{1,3})$")
 SHORT_SECONDS = 0.5  # shorter notes get a warning
 MIN_SECONDS = 0.1  # shorter ones are refused
 
-__all__ = ["PrepareError", "Note", "scan_inputs", "prepare"]
+__all__ = ["PrepareError", "Note", "Scan", "scan_inputs", "inspect_note", "read_notes"]
 
 
 class PrepareError(Exception):
@@ -82,7 +79,7 @@ def scan_inputs(recipe: Recipe, inputs: Path) -> Scan:
     for corner in recipe.corners.names():
         for name in corner:
             for pitch in recipe.pitches:
-                files = found.get((name, pitch))
+                files = found.get((name, pitch), [])
                 if not files:
                     have = sorted(p for (n, p) in found if n == name)
                     hint = f" (found pitches {have})" if have else " (no files of it at all)"
@@ -129,8 +126,11 @@ def _check_audio(path: Path, audio: np.ndarray, warnings: list[str], problems: l
         warnings.append(f"{path}: DC offset {dc:+.2f}; remove it (high-pass) for a cleaner result.")
 
 
-def prepare(recipe: Recipe, inputs: Path, out_dir: Path) -> list[str]:
-    """Read every note the recipe needs into ``out_dir``; returns the warnings, raises PrepareError."""
+def read_notes(recipe: Recipe, inputs: Path) -> tuple[list[tuple[str, int]], dict[tuple[str, int], np.ndarray],
+                                                    Scan, list[str]]:
+    """Read and check every note the recipe needs, writing nothing: (the notes in row order, their
+    audio fitted to the sample length, the scan, the warnings). Raises PrepareError with every
+    problem at once."""
     scan = scan_inputs(recipe, inputs)
     problems, warnings = list(scan.problems), list(scan.warnings)
     keys = [(n, p) for corner in recipe.corners.names() for n in corner for p in recipe.pitches]
@@ -146,19 +146,4 @@ def prepare(recipe: Recipe, inputs: Path, out_dir: Path) -> list[str]:
             audio[key] = fit_length(x, recipe.generation.sample_length)
     if problems:
         raise PrepareError(problems)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_save_npy(out_dir / "notes.npy", np.stack([audio[k] for k in keys]).astype(np.float32))
-    manifest = {
-        "notes": [{"instrument": n, "pitch": p, "file": str(scan.notes[(n, p)].path)} for n, p in keys],
-        "sample_length": recipe.generation.sample_length,
-        "warnings": warnings,
-    }
-    atomic_write_text(out_dir / "notes.json", json.dumps(manifest, indent=2))
-    return warnings
-
-
-def load_notes(out_dir: Path) -> tuple[dict[tuple[str, int], int], np.ndarray]:
-    """(index of each (instrument, pitch), audio [n, sample_length]) from a finished prepare stage."""
-    manifest = json.loads((out_dir / "notes.json").read_text())
-    index = {(n["instrument"], n["pitch"]): i for i, n in enumerate(manifest["notes"])}
-    return index, np.load(out_dir / "notes.npy", mmap_mode="r")
+    return keys, audio, scan, warnings

@@ -48,6 +48,6 @@ def morph(notes: list[np.ndarray], weights: list[float]) -> np.ndarray:
         return np.asarray(notes[0], dtype=np.float32).copy()
     window = np.hanning(N_FFT + 1)[:-1]
     specs = [_stft(n, window) for n in notes]
-    mag = sum(w * np.abs(s) for w, s in zip(weights, specs))
+    mag = sum(w * np.abs(s) for w, s in zip(weights, specs, strict=True))
     phase = np.angle(specs[int(np.argmax(weights))])
     return _istft(mag * np.exp(1j * phase), window, length).astype(np.float32)

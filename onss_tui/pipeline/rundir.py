@@ -1,8 +1,9 @@
 """The run directory: the only contract between the supervisor, the workers and any viewer.
 
     <run>/recipe.yaml            the recipe as run (paths resolved)
-    <run>/state.json             atomic: per-stage status, the supervisor's pid, timestamps
-    <run>/events/<stream>.jsonl  append-only progress events, one JSON object a line
+    <run>/state.json             atomic: per-stage status, the supervisor's pid, timestamps (RunState)
+    <run>/plan.json              atomic: every setting of the run, decided once (RunPlan)
+    <run>/events/<stream>.jsonl  append-only progress events, one JSON object a line, one writer a file
     <run>/lock                   flock'ed by the one runner working here
     <run>/logs/                  supervisor and worker logs
     <run>/<stage>/...            each stage's outputs; a shard is finished only when its
@@ -15,13 +16,20 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from onss_tui.atomic import atomic_write_text
+from onss_tui.pipeline.files import PAD_ROWS, SOUNDS, Event, EventReader, RunState, Sound
 
-STAGES = ("prepare", "embed", "interpolate", "plan", "generate", "clean", "pack", "settings", "validate")
+if TYPE_CHECKING:
+    from onss_tui.pipeline.plan import RunPlan
+
+# in order: the plan comes right after prepare, so every later stage (the encoder included) runs
+# with the settings it decided
+STAGES = ("prepare", "plan", "embed", "interpolate", "generate", "clean", "pack", "settings", "validate")
 
 __all__ = ["STAGES", "RunDir", "RunLocked"]
 
@@ -56,34 +64,56 @@ class RunDir:
     def settings_path(self) -> Path:
         return self.path / "settings.json"
 
-    # -- state -----------------------------------------------------------------------------
-    def read_state(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.state_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return {"stages": {}}
+    @property
+    def plan_path(self) -> Path:
+        return self.path / "plan.json"
 
-    def update_state(self, **changes: Any) -> dict[str, Any]:
-        state = self.read_state()
-        stages = changes.pop("stages", None)
-        state.update(changes)
-        if stages:
-            for name, info in stages.items():
-                state.setdefault("stages", {}).setdefault(name, {}).update(info)
-        state["updated"] = time.time()
-        atomic_write_text(self.state_path, json.dumps(state, indent=2, sort_keys=True))
+    # -- state -----------------------------------------------------------------------------
+    def state(self) -> RunState:
+        """state.json, or an empty state where there is none (or it cannot be read)."""
+        try:
+            return RunState.model_validate_json(self.state_path.read_bytes())
+        except (OSError, ValueError):
+            return RunState()
+
+    def update_state(self, stages: dict[str, dict[str, Any]] | None = None, **changes: Any) -> RunState:
+        state = self.state()
+        data = state.model_dump(exclude_none=True)
+        data.update(changes)
+        for name, info in (stages or {}).items():
+            data.setdefault("stages", {}).setdefault(name, {}).update(info)
+        data["updated"] = time.time()
+        state = RunState.model_validate(data)
+        atomic_write_text(self.state_path, state.model_dump_json(indent=2, exclude_none=True))
         return state
 
     def set_stage(self, stage: str, status: str, **info: Any) -> None:
         self.update_state(stages={stage: {"status": status, "at": time.time(), **info}})
 
     def stage_status(self, stage: str) -> str:
-        return self.read_state().get("stages", {}).get(stage, {}).get("status", "pending")
+        return self.state().stage(stage).status
+
+    # -- the plan and the grid ---------------------------------------------------------------
+    def plan(self) -> RunPlan:
+        """plan.json, as the plan stage wrote it (FileNotFoundError before that)."""
+        from onss_tui.pipeline.plan import RunPlan
+
+        return RunPlan.model_validate_json(self.plan_path.read_bytes())
+
+    def has_plan(self) -> bool:
+        return self.plan_path.is_file()
+
+    def sounds(self) -> list[Sound]:
+        return SOUNDS.validate_json((self.path / "interpolate" / "sounds.json").read_bytes())
+
+    def pad_rows(self) -> dict[str, list[int]]:
+        return PAD_ROWS.validate_json((self.path / "interpolate" / "pads.json").read_bytes())
 
     # -- events ----------------------------------------------------------------------------
     def emit(self, stream: str, event: str, **fields: Any) -> dict[str, Any]:
         """Append one event line (a single write of one line: readers never see half a line)."""
         record = {"t": round(time.time(), 3), "stream": stream, "event": event, **fields}
+        Event.model_validate(record)
         d = self.path / "events"
         d.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(record) + "\n").encode()
@@ -94,19 +124,12 @@ class RunDir:
             os.close(fd)
         return record
 
-    def events(self, stream: str | None = None) -> list[dict[str, Any]]:
-        d = self.path / "events"
-        files = [d / f"{stream}.jsonl"] if stream else sorted(d.glob("*.jsonl"))
-        out = []
-        for f in files:
-            if not f.is_file():
-                continue
-            for line in f.read_text().splitlines():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass  # a line being written right now
-        return sorted(out, key=lambda e: e.get("t", 0))
+    def events(self, streams: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """Every event so far (for a one-off look; a viewer that polls keeps an :meth:`event_reader`)."""
+        return EventReader(self.path, streams).read()
+
+    def event_reader(self, streams: tuple[str, ...] | None = None) -> EventReader:
+        return EventReader(self.path, streams)
 
     # -- done markers --------------------------------------------------------------------------
     @staticmethod

@@ -120,12 +120,13 @@ def project(sounds: int, sample_length: int, devices: list[str], precision: str 
             if r is not None:
                 borrowed.add(d)
         rates.append(r)
-    missing = sorted({d for d, r in zip(devices, rates) if r is None})
+    missing = sorted({d for d, r in zip(devices, rates, strict=True) if r is None})
     if missing:
         return Projection(None, f"unknown: {', '.join(missing)} not measured yet (run `onss bench` on this machine)")
-    total = sum(r for r, _ in rates)
+    known = [r for r in rates if r is not None]
+    total = sum(r for r, _ in known)
     seconds = sounds * sample_length / total
-    used = "/".join(sorted({p for _, p in rates}))
+    used = "/".join(sorted({p for _, p in known}))
     where = f"{len(devices)} x {devices[0]}" if len(set(devices)) == 1 else f"{len(devices)} devices"
     if borrowed:
         dates = sorted({res.get("date", "?") for res in references if res["device"] in borrowed})

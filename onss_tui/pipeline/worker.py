@@ -1,7 +1,8 @@
 """A generate worker process: ``python -m onss_tui.pipeline.worker RUN_DIR WORKER``.
 
-The supervisor starts one per GPU (``CUDA_VISIBLE_DEVICES`` set to that GPU); it reads the
-run directory, generates the shards assigned to it that are not done yet, and reports on
+The supervisor starts one per executor of the plan (its GPU in ``CUDA_VISIBLE_DEVICES``). It reads
+only the run folder: ``plan.json`` for its shards and every setting, the engine's inputs, the
+done markers; it generates its shards that are not done yet and reports on
 ``events/generate-w<WORKER>.jsonl``.
 """
 
@@ -10,17 +11,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from onss_tui.pipeline.generate import run_worker
-from onss_tui.pipeline.interpolate import load_shards
-from onss_tui.pipeline.runner import Runner
+from onss_tui.pipeline.engines import engine_for
+from onss_tui.pipeline.rundir import RunDir
+from onss_tui.pipeline.stages.generate import run_worker
 
 
 def main(argv: list[str]) -> int:
-    run_dir, worker = Path(argv[0]), int(argv[1])
-    runner = Runner.from_run_dir(run_dir)
-    shards = load_shards(runner.run.stage_dir("plan") / "shards.json")
-    g = runner.recipe.generation
-    run_worker(runner.run, worker, shards, runner.recipe.engine, runner._worker_inputs, g.seed, g.save_every)
+    run = RunDir(Path(argv[0]))
+    worker = int(argv[1])
+    plan = run.plan()
+    engine = engine_for(plan, plan.executor(worker).device)
+    run_worker(run, plan, worker, engine)
     return 0
 
 

@@ -151,7 +151,7 @@ def test_disk_full_names_the_folder_and_resumes(tmp_path, reference, stage, limi
 
 
 def test_out_of_memory_halves_the_batch(tmp_path, small_model):
-    from onss_tui.pipeline.generate import generate_nsynth_shard
+    from onss_tui.pipeline.stages.generate import generate_nsynth_shard
 
     emb = np.random.default_rng(3).normal(0, 5, (4, 1, 16)).astype(np.float32)
     ids = np.arange(10, 14)

@@ -3,7 +3,6 @@ directory: attaching and leaving never touch the run; stopping asks first."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -18,31 +17,6 @@ from onss_tui.pipeline.rundir import STAGES, RunDir
 from onss_tui.tui.widgets.gpu_card import GpuCard
 
 REFRESH_SECONDS = 1.0
-
-
-class EventTail:
-    """Reads only what was appended to each events file since the last call."""
-
-    def __init__(self, run: RunDir):
-        self.run = run
-        self.offsets: dict[Path, int] = {}
-
-    def new_events(self) -> list[dict]:
-        out = []
-        folder = self.run.path / "events"
-        for f in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-            start = self.offsets.get(f, 0)
-            with open(f, "rb") as fh:
-                fh.seek(start)
-                data = fh.read()
-            end = data.rfind(b"\n") + 1  # a line still being written waits for the next call
-            self.offsets[f] = start + end
-            for line in data[:end].splitlines():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
-        return sorted(out, key=lambda e: e.get("t", 0))
 
 
 class ConfirmStop(ModalScreen[bool]):
@@ -63,7 +37,7 @@ class DashboardScreen(Screen):
     BINDINGS = [("s", "stop", "Stop run"), ("f", "finish", "Finish")]
 
     def action_finish(self) -> None:
-        if self.run.read_state().get("status") != "done":
+        if self.run.state().status != "done":
             self.notify("the run has not finished yet")
             return
         self.app.show_finish(self.run.path)
@@ -71,7 +45,7 @@ class DashboardScreen(Screen):
     def __init__(self, run_dir: Path):
         super().__init__()
         self.run = RunDir(run_dir)
-        self.tail = EventTail(self.run)
+        self.tail = self.run.event_reader()
         self.cards: dict[int, GpuCard] = {}
         self._probed: tuple[float, list] | None = None
 
@@ -95,19 +69,18 @@ class DashboardScreen(Screen):
         self.set_interval(2.0, self.refresh_gpus)
 
     def refresh_run(self) -> None:
-        state = self.run.read_state()
+        state = self.run.state()
         pid = self.run.locked_by()
-        status = f"running (pid {pid})" if pid else state.get("status", "not started")
+        status = f"running (pid {pid})" if pid else (state.status or "not started")
         if not pid and status == "running":
             status = "interrupted: run the recipe again to resume"
-        self.query_one("#run-title", Label).update(f"{state.get('name', self.run.path.name)}  "
-                                                   f"[{state.get('engine', '?')}]  {status}  {self.run.path}")
+        self.query_one("#run-title", Label).update(f"{state.name or self.run.path.name}  "
+                                                   f"[{state.engine or '?'}]  {status}  {self.run.path}")
         table = self.query_one("#stages", DataTable)
         for stage in STAGES:
-            info = state.get("stages", {}).get(stage, {})
-            table.update_cell(stage, "status", info.get("status", "pending"))
+            table.update_cell(stage, "status", state.stage(stage).status)
         log = self.query_one("#log", Log)
-        for e in self.tail.new_events():
+        for e in self.tail.read():
             stream = e.get("stream", "")
             if stream.startswith("generate-w") and e.get("event") == "progress":
                 card = self._card(int(stream[len("generate-w"):]))

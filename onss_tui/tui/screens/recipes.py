@@ -25,7 +25,7 @@ def run_state(recipe_path: Path) -> tuple[str, Path | None]:
         return "invalid recipe", None
     if not run.state_path.is_file():
         return "never run", run.path
-    status = run.read_state().get("status", "?")
+    status = run.state().status or "?"
     if run.locked_by():
         status = RUNNING
     elif status == RUNNING:

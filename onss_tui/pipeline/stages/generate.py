@@ -1,5 +1,11 @@
 """Stage generate: every shard of sounds becomes ``generate/shard-NNNNN.npy`` (int16 [n, sample_length]).
 
+reads   ``plan.json`` (the shards, the executors, every generation setting), the engine's inputs
+writes  ``generate/shard-NNNNN.npy`` and its ``.done`` marker; events on ``generate-w<N>``
+The supervisor runs one worker in its own process where the plan has one CPU executor, and
+otherwise starts one worker process per executor (``python -m onss_tui.pipeline.worker RUN N``,
+its GPU in ``CUDA_VISIBLE_DEVICES``); a worker reads the plan and the run folder, nothing else.
+
 A shard is one batch. The nsynth engine saves the generator's state every ``save_every`` samples
 (``shard-NNNNN.state.pt``, atomic, written on a thread while generation goes on). The save is
 compact: the samples so far and the step (B x t bytes), not the ring buffers (6.3 MB a voice in
@@ -12,18 +18,28 @@ in place of a finished file (the original rewrote its WAVs every 1000 samples).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from onss_tui.atomic import atomic_save_npy, atomic_write
+from onss_tui.pipeline.context import RunError, StageContext
+from onss_tui.pipeline.files import Sound
 from onss_tui.pipeline.preview import morph
 from onss_tui.pipeline.rundir import RunDir
 
-__all__ = ["shard_path", "to_int16", "generate_preview_shard", "generate_nsynth_shard", "run_worker"]
+if TYPE_CHECKING:
+    from onss_tui.pipeline.engines import Engine
+    from onss_tui.pipeline.plan import RunPlan
+
+__all__ = ["run", "shard_path", "to_int16", "generate_preview_shard", "generate_nsynth_shard", "run_worker",
+           "die_with_parent"]
 
 Progress = Callable[[dict], None]
 
@@ -36,11 +52,11 @@ def to_int16(audio: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(audio, np.float64) * 32767), -32768, 32767).astype(np.int16)
 
 
-def generate_preview_shard(sounds: list[dict], note_index: dict, notes: np.ndarray, out: Path) -> None:
+def generate_preview_shard(sounds: list[Sound], note_index: dict, notes: np.ndarray, out: Path) -> None:
     audio = []
     for s in sounds:
-        mix = [(inst, w) for inst, w in s["mix"]]
-        audio.append(morph([np.asarray(notes[note_index[(inst, s["pitch"])]]) for inst, _ in mix], [w for _, w in mix]))
+        corners = [np.asarray(notes[note_index[(inst, s.pitch)]]) for inst, _ in s.mix]
+        audio.append(morph(corners, [w for _, w in s.mix]))
     atomic_save_npy(out, to_int16(np.stack(audio)))
 
 
@@ -97,7 +113,7 @@ class BackgroundSaver:
             if callable(state):
                 state = state()
             with atomic_write(self.path, "wb") as f:
-                torch.save(state, f)
+                torch.save(state, f)  # type: ignore[arg-type]  # a binary file
         except BaseException as exc:  # handed to the generating thread
             self._error = exc
 
@@ -129,11 +145,11 @@ def _hand_down(state_file: Path, halves: list[Path], half: int) -> None:
         return
     if "decoder" in state or not {"t", "codes", "keys", "total"} <= set(state):
         return
-    for path, rows in zip(halves, (slice(0, half), slice(half, None))):
+    for path, rows in zip(halves, (slice(0, half), slice(half, None)), strict=True):
         if not path.is_file():
             with atomic_write(path, "wb") as f:  # clones: a saved view would carry the whole batch
                 torch.save({"t": state["t"], "codes": state["codes"][rows].clone(),
-                            "keys": state["keys"][rows].clone(), "total": state["total"]}, f)
+                            "keys": state["keys"][rows].clone(), "total": state["total"]}, f)  # type: ignore[arg-type]
 
 
 def _generate_batch(model, embeddings, ids, seed, out, save_every, progress, on_oom, whole=None) -> np.ndarray:
@@ -181,45 +197,114 @@ def _generate_batch(model, embeddings, ids, seed, out, save_every, progress, on_
     return codes
 
 
-def run_worker(run: RunDir, worker: int, shards: list[dict], engine: str, load_inputs: Callable[[], dict],
-               seed: int, save_every: int, emit: Callable[..., None] | None = None) -> None:
-    """Generate this worker's unfinished shards, emitting progress events on ``events/generate-w<worker>``
-    (through ``emit(stream, event, **fields)``, by default straight into the run directory)."""
+def run_worker(run: RunDir, plan: RunPlan, worker: int, engine: Engine,
+               emit: Callable[..., object] | None = None) -> None:
+    """Generate this worker's unfinished shards with ``engine``, emitting progress events on
+    ``events/generate-w<worker>`` (through ``emit(stream, event, **fields)``, by default straight
+    into the run directory)."""
     stream = f"generate-w{worker}"
-    emit = emit or run.emit
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0]
-    where = {"gpu": int(visible)} if engine == "nsynth" and visible.isdigit() else {}  # for the dashboard
+    send: Callable[..., object] = emit or run.emit
+    executor = plan.executor(worker)
+    where = {"gpu": executor.gpu} if executor.gpu is not None else {}  # for the dashboard
     out_dir = run.stage_dir("generate")
-    mine = [s for s in shards if s["worker"] == worker]
-    todo = [s for s in mine if not RunDir.is_done(shard_path(out_dir, s["id"]))]
-    emit(stream, "start", worker=worker, pid=os.getpid(), shards=len(mine), todo=len(todo))
-    if not todo:
-        return
-    inputs = load_inputs()
+    mine = plan.shards_of(worker)
+    todo = [s for s in mine if not RunDir.is_done(shard_path(out_dir, s.id))]
+    send(stream, "start", worker=worker, pid=os.getpid(), shards=len(mine), todo=len(todo), label=executor.label,
+         visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), device=executor.device, **where)
     for i, shard in enumerate(todo, start=len(mine) - len(todo) + 1):
-        out = shard_path(out_dir, shard["id"])
-        n = shard["stop"] - shard["start"]
+        out = shard_path(out_dir, shard.id)
+        n = shard.size
         t0 = time.monotonic()
-        if engine == "preview":
-            sounds = inputs["sounds"][shard["start"] : shard["stop"]]
-            generate_preview_shard(sounds, inputs["note_index"], inputs["notes"], out)
-            emit(stream, "progress", batch=i, batches=len(mine), sample=1, samples=1, sounds=n, samples_per_s=None)
+        if not engine.reports_samples:
+            engine.generate_shard(run, shard, out)
+            send(stream, "progress", batch=i, batches=len(mine), sample=1, samples=1, sounds=n, samples_per_s=None,
+                 **where)
         else:
             last: list = [t0, None]  # (time, sample) of the previous report
 
-            def progress(t: int, total: int, i=i, n=n) -> None:
+            def progress(t: int, total: int, i=i, n=n, last=last) -> None:
                 now = time.monotonic()
                 # the batch advances in save_every strides from multiples of save_every, so after a
                 # resume (or a halved batch starting over) the stride that just ended began here:
-                prev = last[1] if last[1] is not None and t > last[1] else ((t - 1) // save_every) * save_every
+                stride = plan.save_every
+                prev = last[1] if last[1] is not None and t > last[1] else ((t - 1) // stride) * stride
                 rate = (t - prev) * n / max(now - last[0], 1e-9)
                 last[:] = [now, t]
-                emit(stream, "progress", batch=i, batches=len(mine), sample=t, samples=total, sounds=n,
+                send(stream, "progress", batch=i, batches=len(mine), sample=t, samples=total, sounds=n,
                      samples_per_s=round(rate, 1), **where)
 
-            ids = np.arange(shard["start"], shard["stop"])
-            generate_nsynth_shard(inputs["model"], np.asarray(inputs["embeddings"][shard["start"] : shard["stop"]]),
-                                  ids, seed, out, save_every, progress,
-                                  on_oom=lambda b: emit(stream, "out_of_memory", batch_size=b, shard=shard["id"]))
+            def on_oom(batch: int, shard_id: int = shard.id) -> None:
+                send(stream, "out_of_memory", batch_size=batch, shard=shard_id)
+
+            engine.generate_shard(run, shard, out, progress, on_oom=on_oom)
         RunDir.mark_done(out, sounds=n, seconds=round(time.monotonic() - t0, 3))
-        emit(stream, "shard_done", shard=shard["id"], batch=i, batches=len(mine))
+        send(stream, "shard_done", shard=shard.id, batch=i, batches=len(mine))
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Linux: a worker gets SIGTERM when its supervisor dies, so no orphan keeps generating.
+    ``parent``: the supervisor's pid, for a child that starts slowly (a spawned pool worker
+    imports the package first): if the supervisor died before this ran, the child goes now."""
+    import signal
+
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
+def _spawn_workers(ctx: StageContext) -> None:
+    """One worker process per executor; their events are forwarded to the supervisor's listener."""
+    run, plan = ctx.run, ctx.plan
+    logs = run.path / "logs"
+    logs.mkdir(exist_ok=True)
+    procs = []
+    for executor in plan.executors:
+        env = {**os.environ, **executor.environment}
+        if executor.threads and "OMP_NUM_THREADS" not in os.environ:  # (a user's own setting stays)
+            env["OMP_NUM_THREADS"] = str(executor.threads)
+        with open(logs / f"worker-{executor.index}.log", "ab") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "onss_tui.pipeline.worker", str(run.path), str(executor.index)],
+                stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent))
+    reader = run.event_reader(streams=("generate-w",))
+    reader.read()  # what earlier runs wrote is not news
+
+    def forward() -> None:
+        for e in reader.read():
+            if ctx.listener:
+                ctx.listener(e)
+
+    while any(p.poll() is None for p in procs):
+        time.sleep(0.5)
+        forward()
+    forward()
+    failed = [w for w, p in enumerate(procs) if p.returncode != 0]
+    if failed:
+        raise RunError(f"{run.path}: generate worker {failed[0]} failed; see {logs / f'worker-{failed[0]}.log'}. "
+                         "Run again to resume.")
+
+
+def run(ctx: StageContext) -> dict:
+    plan = ctx.plan
+    ctx.release()  # nothing of the supervisor's stays on a GPU while the workers generate
+    if len(plan.executors) == 1 and plan.executors[0].gpu is None:
+        from onss_tui.pipeline.engines import engine_for
+
+        engine = engine_for(plan, plan.executors[0].device)
+        try:
+            run_worker(ctx.run, plan, 0, engine, ctx.emit)
+        finally:
+            engine.release()
+    else:
+        _spawn_workers(ctx)
+    out_dir = ctx.stage_dir("generate")
+    missing = [s.id for s in plan.shards if not RunDir.is_done(shard_path(out_dir, s.id))]
+    if missing:
+        raise RunError(f"{ctx.run.path}: generate: {len(missing)} shards unfinished (first {missing[0]}); "
+                         f"see {ctx.run.path / 'logs'} and run again to resume.")
+    return {"shards": len(plan.shards)}

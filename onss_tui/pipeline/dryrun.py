@@ -1,0 +1,114 @@
+"""``onss run RECIPE --dry-run``: every check that needs no GPU and writes nothing, then what the
+run would do, where and for how long. The run folder is not created.
+
+The same checks as a real run, with the same messages: the recipe, the folders, every note (read
+and checked as the prepare stage does), a run folder made by another recipe, the GPUs the recipe
+names and the kernels it asks for. Then the plan as far as it can be known without measuring:
+an ``auto`` that the plan stage measures on a GPU is shown as such.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from onss_tui.pipeline import plan as planning
+from onss_tui.pipeline.prepare import read_notes
+from onss_tui.pipeline.rundir import STAGES
+from onss_tui.vocab import AUTO
+
+if TYPE_CHECKING:
+    from onss_tui.pipeline.runner import Runner
+
+__all__ = ["dry_run", "dry_run_text"]
+
+
+def dry_run(runner: Runner) -> dict[str, Any]:
+    """The report (JSON-able). Raises the errors a real run would raise, before any work."""
+    recipe, run = runner.recipe, runner.run
+    runner._check_paths(create=False)
+    runner.check_recipe_unchanged()
+    keys, _, _, warnings = read_notes(recipe, Path(recipe.inputs))
+    state = run.state()
+    done = [s for s in STAGES if state.stage(s).status == "done"]
+    report: dict[str, Any] = {
+        "recipe": recipe.name, "run_folder": str(run.path), "run_folder_exists": run.path.exists(),
+        "stages_done": done, "stages_to_run": [s for s in STAGES if s not in done],
+        "notes": len(keys), "warnings": warnings,
+    }
+    if run.has_plan():  # a resumed run keeps its plan
+        plan = run.plan()
+        report.update(_from_plan(plan), planned="kept from the run folder's plan.json")
+        return report
+    layout = planning.lay_out(recipe, runner.machine)
+    g = recipe.generation
+    precision = layout.precision
+    first = layout.executors[0].gpu
+    settings = {
+        "precision": precision if precision != AUTO else f"auto: measured on GPU {first} when the run starts",
+        "kernels": layout.kernels if layout.kernels != AUTO else f"auto: timed on GPU {first} when the run starts",
+        "batch_size": layout.batch_size if layout.batch_size is not None else
+        f"auto: from GPU memory once the precision is measured (at least {layout.batch_bound})",
+        "seed": g.seed, "sample_length": g.sample_length, "save_every": g.save_every,
+    }
+    shards = planning.make_shards(layout.sounds, layout.batch_bound, len(layout.executors))
+    est = planning.estimate(layout, runner.machine, precision if precision != AUTO else "auto", g.sample_length,
+                            run.path)
+    report.update(
+        planned="now (nothing measured yet)", engine=layout.engine, sounds=layout.sounds, pads=layout.pads,
+        settings=settings, reasons=layout.reasons, shards=len(shards),
+        executors=[_executor(e, shards) for e in layout.executors],
+        estimates=est.model_dump(),
+    )
+    return report
+
+
+def _executor(e: planning.Executor, shards: list[planning.Shard]) -> dict[str, Any]:
+    mine = [s for s in shards if s.worker == e.index]
+    return {"index": e.index, "label": e.label, "gpu": e.gpu, "shards": len(mine), "sounds": sum(s.size for s in mine)}
+
+
+def _from_plan(plan: planning.RunPlan) -> dict[str, Any]:
+    return {
+        "engine": plan.engine, "sounds": plan.sounds,
+        "settings": {"precision": plan.precision, "kernels": plan.kernels, "batch_size": plan.batch_size,
+                     "seed": plan.seed, "sample_length": plan.sample_length, "save_every": plan.save_every},
+        "reasons": plan.reasons, "shards": len(plan.shards),
+        "executors": [_executor(e, plan.shards) for e in plan.executors],
+        "estimates": plan.estimates.model_dump(),
+    }
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n < 1e9 else f"{n / 1e9:,.2f} GB"
+
+
+def dry_run_text(report: dict[str, Any]) -> str:
+    est = report["estimates"]
+    disk = sum(est["disk_bytes"].values())
+    free = f", {_mb(est['free_bytes'])} free there" if est.get("free_bytes") is not None else ""
+    lines = [
+        f"Dry run of {report['recipe']!r}: nothing was run or written.",
+        f"  run folder    {report['run_folder']}" + ("" if report["run_folder_exists"] else " (would be created)"),
+        f"  notes         {report['notes']} found and readable" +
+        (f", {len(report['warnings'])} warnings" if report["warnings"] else ""),
+    ]
+    lines += [f"    warning: {w}" for w in report["warnings"]]
+    lines += [
+        f"  engine        {report['engine']}: {report['sounds']:,} unique sounds"
+        + (f", {report['pads']} pad file(s)" if "pads" in report else ""),
+    ]
+    for key, value in report["settings"].items():
+        why = report["reasons"].get(key)
+        lines.append(f"  {key:<14}{value}" + (f"  ({why})" if why and not str(value).startswith("auto") else ""))
+    lines.append(f"  shards        {report['shards']} over {len(report['executors'])} worker(s)"
+                 f" ({report['reasons'].get('executors', '')})")
+    for e in report["executors"]:
+        lines.append(f"    {e['label']}: {e['shards']} shards, {e['sounds']:,} sounds")
+    lines.append(f"  time          {est['time_text']}")
+    lines.append(f"  disk          about {_mb(disk)} in the run folder{free}")
+    if report["stages_done"]:
+        lines.append(f"  resumes       done already: {', '.join(report['stages_done'])}")
+    lines.append(f"  would run     {', '.join(report['stages_to_run']) or 'nothing: the run is done'}")
+    lines.append(f"  plan          {report['planned']}")
+    return "\n".join(lines)

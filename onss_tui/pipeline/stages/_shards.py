@@ -1,0 +1,43 @@
+"""What the shard-by-shard CPU stages (clean, pack) share: their jobs and a process pool."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+
+from onss_tui.pipeline.context import StageContext
+from onss_tui.pipeline.plan import Shard
+from onss_tui.pipeline.rundir import RunDir
+from onss_tui.pipeline.stages.generate import die_with_parent, shard_path
+
+__all__ = ["shard_jobs", "parallel"]
+
+
+def shard_jobs(ctx: StageContext, src_stage: str, dst_stage: str,
+               prefix: str) -> tuple[list[Shard], list[tuple[str, str]]]:
+    """Every shard of the plan, and the (source, destination) of those not yet done."""
+    shards = ctx.plan.shards
+    jobs = []
+    for s in shards:
+        src = shard_path(ctx.stage_dir(src_stage), s.id)
+        dst = ctx.stage_dir(dst_stage) / f"{prefix}-{s.id:05d}.npy"
+        if not RunDir.is_done(dst):
+            jobs.append((str(src), str(dst)))
+    return shards, jobs
+
+
+def parallel(fn: Callable, jobs: list[tuple], workers: int) -> None:
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            fn(*job)
+        return
+    # spawned, not forked: a forked child would inherit the run lock and keep holding it if the
+    # supervisor were killed, blocking the resumed run; and they die with it (an idle pool worker
+    # of a killed supervisor would otherwise wait for work for ever: it holds its queue's pipe)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+        for f in [pool.submit(fn, *job) for job in jobs]:
+            f.result()
