@@ -10,7 +10,11 @@ import pytest
 
 from onss_tui.model import NSynth
 
-TOL = 1e-3
+# Absolute bound on every comparison below. Measured on a 2-core x86 CPU (2026-12-02): encoder 3.4e-5
+# (its values reach 55), log-probs 2.7e-5 to 3.7e-5 against the two references, incremental against
+# our own parallel decoder 4.0e-5; the two references differ from each other by 3.8e-5. 1e-4 leaves
+# room for other CPUs' summation orders (10x tighter than the golden README's "about 1e-3").
+TOL = 1e-4
 pytestmark = pytest.mark.xdist_group("golden")  # under pytest-xdist: one worker computes the module's fixtures
 
 
@@ -34,8 +38,7 @@ def test_encoder_matches_reference(golden_model, reference):
     enc = golden_model.encode(reference["audio"])
     want = reference["encoding"]
     assert enc.shape == want.shape == (2, 16, 16) and enc.dtype == np.float32
-    scale = np.abs(want).max()
-    assert np.abs(enc - want).max() <= TOL * scale
+    assert np.abs(enc - want).max() <= TOL
 
 
 @pytest.fixture(scope="module")
