@@ -64,20 +64,21 @@ def probe() -> GpuProbe:
             result.cuda_driver = f"{v // 1000}.{v % 1000 // 10}"
         except pynvml.NVMLError:
             pass
+
+        def read(fn, handle, default):
+            """fn(handle), or the default where this GPU does not report it."""
+            try:
+                return fn(handle)
+            except pynvml.NVMLError:
+                return default
+
         for i in range(pynvml.nvmlDeviceGetCount()):
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-
-            def read(fn, default):
-                try:
-                    return fn()
-                except pynvml.NVMLError:
-                    return default
-
-            util = read(lambda: pynvml.nvmlDeviceGetUtilizationRates(h).gpu, 0)
-            temp = read(lambda: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU), 0)
-            power = read(lambda: pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0, 0.0)
-            uuid = read(lambda: _text(pynvml.nvmlDeviceGetUUID(h)), "")
+            util = read(lambda d: pynvml.nvmlDeviceGetUtilizationRates(d).gpu, h, 0)
+            temp = read(lambda d: pynvml.nvmlDeviceGetTemperature(d, pynvml.NVML_TEMPERATURE_GPU), h, 0)
+            power = read(lambda d: pynvml.nvmlDeviceGetPowerUsage(d) / 1000.0, h, 0.0)
+            uuid = read(lambda d: _text(pynvml.nvmlDeviceGetUUID(d)), h, "")
             result.gpus.append(GpuInfo(i, _text(pynvml.nvmlDeviceGetName(h)), int(mem.used), int(mem.total),
                                        int(util), int(temp), float(power), uuid))
     except pynvml.NVMLError as exc:

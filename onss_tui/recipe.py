@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from onss_tui.atomic import atomic_write_text
 from onss_tui.vocab import ROW_LENGTH, CleanMode, Engine, KernelsSetting, PrecisionSetting
@@ -100,13 +101,14 @@ class Corners(_Strict):
         return [_instrument(i) for i in v] if isinstance(v, list) else v
 
     @model_validator(mode="after")
-    def _unique(self) -> "Corners":
+    def _unique(self) -> Corners:
         seen: dict[str, str] = {}
         for corner in CORNERS:
             for inst in getattr(self, corner):
                 if inst.name in seen:
                     where = "twice in " + corner if seen[inst.name] == corner else f"in {seen[inst.name]} and {corner}"
-                    raise ValueError(f"instrument {inst.name!r} appears {where}; each instrument may sit in one corner once")
+                    raise ValueError(f"instrument {inst.name!r} appears {where}; "
+                                     "each instrument may sit in one corner once")
                 seen[inst.name] = corner
         return self
 
@@ -123,8 +125,8 @@ class Generation(_Strict):
     kernels: KernelsSetting = Field(
         "auto", description="the generator's layer step: PyTorch ops, or fused Triton kernels (GPU); auto "
                             "times both on the GPU when the run generates and keeps the faster")
-    batch_size: Union[Literal["auto"], int] = "auto"
-    gpus: Union[Literal["all"], int, list[int]] = "all"
+    batch_size: Literal["auto"] | int = "auto"
+    gpus: Literal["all"] | int | list[int] = "all"
     seed: int = Field(0, ge=0, lt=2**32)
     sample_length: int = Field(64000, description="samples generated per sound at 16 kHz (multiple of 512)")
     save_every: int = Field(8192, ge=64, description="samples between resumable checkpoints of a batch")
@@ -158,7 +160,7 @@ class Device(_Strict):
     osc_port: int = Field(8000, ge=1, le=65535)
 
     @model_validator(mode="after")
-    def _loop(self) -> "Device":
+    def _loop(self) -> Device:
         if self.loop_start >= self.loop_end:
             raise ValueError(f"loop_start ({self.loop_start}) must be below loop_end ({self.loop_end}); "
                              f"both are fractions of the {ROW_LENGTH}-sample row")
@@ -233,7 +235,7 @@ def _where(loc: tuple, positions: dict) -> tuple[int, int]:
     return positions.get(loc, (1, 1))
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         return "unknown key; remove it or check its spelling (see: onss recipe schema)"
@@ -265,7 +267,8 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
             line, col = _where(loc, positions)
             field = ".".join(str(x) for x in loc if not (isinstance(x, str) and "[" in x)) or "(top level)"
             problems.append(f"{source}:{line}:{col}: {field}: {_message(err)}")
-        raise RecipeError(sorted(set(problems), key=lambda p: [int(x) if x.isdigit() else x for x in p.split(":")[1:3]]))
+        problems = sorted(set(problems), key=lambda p: [int(x) if x.isdigit() else x for x in p.split(":")[1:3]])
+        raise RecipeError(problems) from None
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -297,7 +300,8 @@ def _represent_list(dumper: yaml.SafeDumper, items: list) -> yaml.Node:
 
 
 def _represent_dict(dumper: yaml.SafeDumper, data: dict) -> yaml.Node:
-    flow = "name" in data and set(data) <= {"name", "display", "abbr"}  # an instrument with labels: {name: .., display: ..}
+    # an instrument with labels: {name: .., display: ..}
+    flow = "name" in data and set(data) <= {"name", "display", "abbr"}
     return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
 
 
@@ -336,7 +340,8 @@ def import_original_settings(path: str | Path, name: str | None = None, inputs: 
     raw = {
         "name": name or (path.parent.name if path.parent.name not in ("", ".", "audio") else "imported"),
         "inputs": inputs,
-        "corners": {"top_left": pads["NW"], "top_right": pads["NE"], "bottom_left": pads["SE"], "bottom_right": pads["SW"]},
+        "corners": {"top_left": pads["NW"], "top_right": pads["NE"], "bottom_left": pads["SE"],
+                    "bottom_right": pads["SW"]},
         "pitches": data.get("pitches", list(range(24, 85, 4))),
         "resolution": data.get("resolution", 9),
     }

@@ -7,8 +7,7 @@ import pytest
 import yaml
 
 from onss_tui.cli import main
-from onss_tui.recipe import (RecipeError, import_original_settings, load_recipe, parse_recipe, recipe_schema,
-                             save_recipe)
+from onss_tui.recipe import RecipeError, import_original_settings, load_recipe, parse_recipe, recipe_schema, save_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = """\
@@ -62,7 +61,8 @@ def test_specific_errors(change, where, needle):
 
 
 def test_nested_errors_and_loop_points():
-    found = problems(GOOD + "generation: {precision: fp16, sample_length: 1000}\ndevice: {loop_start: 0.5, loop_end: 0.4}\n")
+    found = problems(GOOD + "generation: {precision: fp16, sample_length: 1000}\n"
+                            "device: {loop_start: 0.5, loop_end: 0.4}\n")
     assert any(p.startswith("r.yaml:9:14: generation.precision") for p in found)
     assert any(p.startswith("r.yaml:9:31: generation.sample_length") and "multiple of 512" in p for p in found)
     assert any(p.startswith("r.yaml:10:1: device") and "loop_start (0.5) must be below" in p for p in found)

@@ -20,7 +20,8 @@ def free_port() -> int:
 
 def plain(terminal_output: bytes) -> str:
     """The text of a terminal stream, without its escape sequences."""
-    return re.sub(rb"\x1b\[[0-9;?$]*[A-Za-z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)", b"", terminal_output).decode(errors="replace")
+    escapes = rb"\x1b\[[0-9;?$]*[A-Za-z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)"
+    return re.sub(escapes, b"", terminal_output).decode(errors="replace")
 
 
 def test_serve_page_and_the_app_behind_its_websocket(tmp_path):
@@ -49,7 +50,7 @@ def test_serve_page_and_the_app_behind_its_websocket(tmp_path):
                 while "free disk" not in plain(shown) and time.monotonic() < end:
                     try:
                         msg = await asyncio.wait_for(ws.receive(), 1)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         continue
                     if msg.type == aiohttp.WSMsgType.BINARY:
                         shown += msg.data

@@ -17,7 +17,8 @@ def result(device, *runs):
 
 
 def test_rate_is_the_best_batch_and_auto_prefers_bf16(tmp_path):
-    save_result(result(H100, ("fp32", 64, 1e5), ("bf16", 512, 2e6), ("bf16", 4096, 3e6), ("tf32", 4096, 1.5e6)), tmp_path)
+    save_result(result(H100, ("fp32", 64, 1e5), ("bf16", 512, 2e6), ("bf16", 4096, 3e6), ("tf32", 4096, 1.5e6)),
+                tmp_path)
     results = load_results(tmp_path)
     assert rate(H100, "bf16", results) == (3e6, "bf16")
     assert rate(H100, "tf32", results) == (1.5e6, "tf32")

@@ -34,7 +34,8 @@ async def test_environment_with_gpus(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         screen = app.screen
-        assert "2 GPUs: NVIDIA H100 80GB HBM3 (driver 580.65.06)" in str(screen.query_one("#gpu-summary", Static).render())
+        summary = str(screen.query_one("#gpu-summary", Static).render())
+        assert "2 GPUs: NVIDIA H100 80GB HBM3 (driver 580.65.06)" in summary
         table = screen.query_one("#gpus", DataTable)
         assert table.row_count == 2 and table.display
         assert "87%" in [str(c) for c in table.get_row_at(0)]
@@ -179,10 +180,10 @@ async def test_wizard_walk_from_audio_to_finish(tmp_path):
         assert isinstance(dash, DashboardScreen)
         for _ in range(600):
             await pilot.pause(0.1)
-            if dash.run.state().status in ("done", "failed"):
+            if dash.run.read_state().get("status") in ("done", "failed"):
                 break
         dash.refresh_run()
-        assert dash.run.state().status == "done"
+        assert dash.run.read_state()["status"] == "done"
         await pilot.press("f")
         await pilot.pause()
         assert isinstance(app.screen, FinishScreen)

@@ -163,7 +163,8 @@ async def nsynth_estimate(app) -> str:
 
 async def test_projection_is_unknown_without_a_measurement(demo):
     l4 = "NVIDIA L4"  # a model neither this machine nor onss measured
-    app = app_for(demo, probe_fn=lambda: fake_probe(1, name=l4), bench_results=lambda: bench("NVIDIA A100-SXM4-40GB", 1e6))
+    app = app_for(demo, probe_fn=lambda: fake_probe(1, name=l4),
+                  bench_results=lambda: bench("NVIDIA A100-SXM4-40GB", 1e6))
     assert f"unknown: {l4} not measured yet (run `onss bench`" in await nsynth_estimate(app)
 
 
@@ -179,7 +180,8 @@ async def test_environment_compares_free_disk_with_the_recipes_need(demo):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         disk = app.screen.query_one("#disk", Static)
-        assert "free disk for ./runs: 50.0 GB" in str(disk.render()) and "once the wizard has corners" in str(disk.render())
+        shown = str(disk.render())
+        assert "free disk for ./runs: 50.0 GB" in shown and "once the wizard has corners" in shown
         await walk_to(pilot, GridScreen)  # corners and pitches are set now
         free["bytes"] = 1000
         await app.run_action("environment")  # the key "e" types into the focused input here; ctrl+p has it
@@ -288,7 +290,8 @@ async def test_bad_inputs_are_shown_with_their_fix_and_refused(demo):
         screen.query_one("#inputs", Input).value = "nowhere"
         await pilot.press("enter")
         await pilot.pause()
-        assert "nowhere: no such folder; type the folder of your notes" in str(screen.query_one("#problems", Static).render())
+        problems = str(screen.query_one("#problems", Static).render())
+        assert "nowhere: no such folder; type the folder of your notes" in problems
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert isinstance(app.screen, AudioScreen)  # nothing found: the wizard stays, and says why
@@ -328,7 +331,8 @@ async def test_recipes_mode_lists_runs_started_from_recipes_kept_elsewhere(tmp_p
         await pilot.press("ctrl+o")
         await pilot.pause()
         table = app.screen.query_one("#recipes", DataTable)
-        assert [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)] == [["runs/solo", "preview", "done"]]
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        assert rows == [["runs/solo", "preview", "done"]]
         await pilot.press("a")
         await pilot.pause()
         assert isinstance(app.screen, DashboardScreen) and app.screen.run.path == work / "runs" / "solo"
@@ -346,7 +350,8 @@ async def test_environment_downloads_and_installs_the_checkpoint(tmp_path, golde
     with tarfile.open(tar_path, "w") as tar:
         for f in sorted(golden_checkpoint.parent.iterdir()):
             tar.add(f, arcname=f"wavenet-ckpt/{f.name}")
-    monkeypatch.setattr(install, "EXPECTED_SIZES", {f.name: f.stat().st_size for f in golden_checkpoint.parent.iterdir()})
+    sizes = {f.name: f.stat().st_size for f in golden_checkpoint.parent.iterdir()}
+    monkeypatch.setattr(install, "EXPECTED_SIZES", sizes)
     from tests.test_install import Server
 
     server = Server(tar_path.read_bytes())

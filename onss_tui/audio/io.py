@@ -92,7 +92,8 @@ def fit_length(audio: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def save_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, subtype: str = "PCM_16") -> None:
+def save_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
+             subtype: str = "PCM_16") -> None:
     """Write a mono WAV atomically (16-bit PCM by default)."""
     data = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     with atomic_write(path, "wb") as f:

@@ -13,9 +13,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from onss_tui.atomic import atomic_write_text, fsync_dir
 

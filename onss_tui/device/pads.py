@@ -8,8 +8,8 @@ the device's corner order.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -20,7 +20,8 @@ FADE = 8
 WALK_BACK = 16
 DTYPE = np.dtype("<i2")
 
-__all__ = ["ROW_LENGTH", "SAMPLE_RATE", "pad_filename", "row_index", "pad_size", "post_process", "write_pad", "open_pad"]
+__all__ = ["ROW_LENGTH", "SAMPLE_RATE", "pad_filename", "row_index", "pad_size", "post_process", "write_pad",
+           "open_pad"]
 
 
 def pad_filename(combination: Sequence[str]) -> str:

@@ -12,9 +12,10 @@ import itertools
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class Instrument:
     abbr: str
 
     @classmethod
-    def from_name(cls, name: str) -> "Instrument":
+    def from_name(cls, name: str) -> Instrument:
         return cls(name, name.upper()[:8], name.upper()[:2])
 
 
@@ -138,7 +139,8 @@ def validate_pack(
             r.error(where_settings, f"cannot read it ({exc.strerror})")
             return r.findings
         except json.JSONDecodeError as exc:
-            r.error(f"{where_settings}:{exc.lineno}:{exc.colno}", f"not valid JSON ({exc.msg}); the app would not start")
+            r.error(f"{where_settings}:{exc.lineno}:{exc.colno}",
+                    f"not valid JSON ({exc.msg}); the app would not start")
             return r.findings
     if not isinstance(settings, dict):
         r.error(where_settings, "the top level must be a JSON object")
@@ -170,7 +172,8 @@ def validate_pack(
         if len(set(P)) != len(P):
             r.warn(at("nsynth.pitches"), "repeats a pitch; the later copy is never played")
         if pitches is not None and list(P) != list(pitches):
-            r.error(at("nsynth.pitches"), f"{P} differs from the pads' pitches {list(pitches)} (same values, same order)")
+            r.error(at("nsynth.pitches"),
+                    f"{P} differs from the pads' pitches {list(pitches)} (same values, same order)")
     L = n.get("length", ROW_LENGTH)
     if not _is_int(L) or L <= 0:
         r.error(at("nsynth.length"), f"must be a positive integer, not {L!r}")
@@ -202,13 +205,15 @@ def validate_pack(
     names: list[list[str]] | None = []
     if not isinstance(corners, list) or len(corners) != 4:
         count = len(corners) if isinstance(corners, list) else "no"
-        r.error(at("corners"), f"must list exactly 4 corners (top left, top right, bottom left, bottom right); found {count}")
+        r.error(at("corners"),
+                f"must list exactly 4 corners (top left, top right, bottom left, bottom right); found {count}")
         names = None
     else:
         for ci, corner in enumerate(corners):
             instruments = _get(corner, "instruments")
             if not isinstance(instruments, list) or not instruments:
-                r.error(at(f"corners[{ci}].instruments"), "needs at least one instrument; an empty corner crashes the app")
+                r.error(at(f"corners[{ci}].instruments"),
+                        "needs at least one instrument; an empty corner crashes the app")
                 names = None
                 continue
             corner_names = []
@@ -241,11 +246,11 @@ def validate_pack(
     for key in ("sampleRate", "bufferSize"):
         if not _is_int(_get(audio, key)):
             r.error(at(f"audio.{key}"), "is required (an integer); without it the app does not start")
-    midi = settings.get("midi")
-    if _get(midi, "channel") is None:
+    channel = _get(settings.get("midi"), "channel")
+    if channel is None:
         r.warn(at("midi.channel"), "missing: the app then listens on channel 7, not 1")
-    elif not _is_int(midi["channel"]) or not 1 <= midi["channel"] <= 16:
-        r.error(at("midi.channel"), f"must be an integer 1-16, not {midi['channel']!r}")
+    elif not _is_int(channel) or not 1 <= channel <= 16:
+        r.error(at("midi.channel"), f"must be an integer 1-16, not {channel!r}")
     osc_in = _get(_get(settings, "osc"), "in")
     if _get(osc_in, "portNumber") is not None and _get(osc_in, "port") is None:
         r.warn(at("osc.in"), "has portNumber but not port; the app reads only 'port' (so listens on 8000)")

@@ -7,9 +7,9 @@ import shutil
 import sys
 import termios
 import threading
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Callable, Iterable
+from pathlib import Path
 
 from textual.app import App, SystemCommand
 from textual.screen import Screen
@@ -105,7 +105,8 @@ def _torch_status() -> str:
         import torch
     except ImportError:
         return "torch: not installed"
-    cuda = f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} device(s)" if torch.cuda.is_available() else "no CUDA"
+    cuda = (f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} device(s)" if torch.cuda.is_available()
+            else "no CUDA")
     return f"torch {torch.__version__}: {cuda}"
 
 

@@ -189,8 +189,10 @@ BAD = {
     "unknown key": recipe_case(lambda d: d.update(colour="red"), "colour: unknown key"),
     "pitch above 127": recipe_case(lambda d: d.update(pitches=[60, 128]), "MIDI notes are 0-127"),
     "negative pitch": recipe_case(lambda d: d.update(pitches=[-1, 60]), "MIDI notes are 0-127"),
-    "resolution 0": recipe_case(lambda d: d.update(resolution=0), "resolution: Input should be greater than or equal to 2"),
-    "resolution 1": recipe_case(lambda d: d.update(resolution=1), "resolution: Input should be greater than or equal to 2"),
+    "resolution 0": recipe_case(lambda d: d.update(resolution=0),
+                                "resolution: Input should be greater than or equal to 2"),
+    "resolution 1": recipe_case(lambda d: d.update(resolution=1),
+                                "resolution: Input should be greater than or equal to 2"),
     "loop_start >= loop_end": recipe_case(lambda d: d.update(device={"loop_start": 0.5, "loop_end": 0.5}),
                                           "loop_start (0.5) must be below loop_end"),
     "three corners": recipe_case(lambda d: d["corners"].pop("bottom_right"), "corners.bottom_right: required"),
@@ -203,7 +205,8 @@ BAD = {
     "midi channel 0": recipe_case(lambda d: d.update(device={"midi_channel": 0}), "device.midi_channel"),
     "sample_length not a multiple of 512": recipe_case(lambda d: d.update(generation={"sample_length": 1000}),
                                                        "multiple of 512"),
-    "unknown engine": recipe_case(lambda d: d.update(engine="wavenet"), "engine: Input should be 'nsynth' or 'preview'"),
+    "unknown engine": recipe_case(lambda d: d.update(engine="wavenet"),
+                                  "engine: Input should be 'nsynth' or 'preview'"),
     "wrong checkpoint": case_wrong_checkpoint,
 }
 

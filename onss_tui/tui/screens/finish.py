@@ -64,7 +64,8 @@ class FinishScreen(Screen):
         self.query_one("#ordering", Static).update(verdict + "\n" + "\n".join(lines))
         findings = validate_pack(self.run_dir / "settings.json", self.run_dir / "pads")
         errors = [f for f in findings if f.level == "error"]
-        text = f"validation: {'VALID' if not errors else 'INVALID'} ({len(errors)} errors, {len(findings) - len(errors)} warnings)"
+        text = (f"validation: {'VALID' if not errors else 'INVALID'} "
+                f"({len(errors)} errors, {len(findings) - len(errors)} warnings)")
         self.query_one("#validation", Static).update("\n".join([text] + [f"  {f}" for f in findings[:20]]))
         self.query_one("#settings", Static).update("settings.json:\n" + (self.run_dir / "settings.json").read_text())
 

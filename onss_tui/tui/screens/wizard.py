@@ -7,9 +7,9 @@ The screens edit one draft (:class:`Draft`); the recipe model validates it, so t
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal
@@ -53,7 +53,9 @@ class Draft:
         return {"name": self.name, "inputs": str(inputs if inputs.is_absolute() else (self.workdir / inputs).resolve()),
                 "corners": {c: [self.instrument(n) for n in v] for c, v in self.corners.items()},
                 "pitches": list(self.pitches), "resolution": self.resolution, "engine": self.engine,
-                "generation": {"precision": self.precision, "gpus": self.gpus if self.gpus == "all" else int(self.gpus)}, "output": str((self.workdir / "runs" / self.name).resolve())}
+                "generation": {"precision": self.precision,
+                               "gpus": self.gpus if self.gpus == "all" else int(self.gpus)},
+                "output": str((self.workdir / "runs" / self.name).resolve())}
 
     def recipe(self) -> Recipe:
         import yaml
@@ -364,7 +366,8 @@ class GridScreen(WizardStep):
 
     def save(self) -> str | None:
         try:
-            self.draft.pitches = [int(p) for p in self.query_one("#pitches", Input).value.replace(" ", "").split(",") if p]
+            typed = self.query_one("#pitches", Input).value.replace(" ", "").split(",")
+            self.draft.pitches = [int(p) for p in typed if p]
             self.draft.resolution = int(self.query_one("#resolution", Input).value or 0)
         except ValueError:
             return "pitches are MIDI note numbers separated by commas"
