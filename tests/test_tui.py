@@ -180,10 +180,10 @@ async def test_wizard_walk_from_audio_to_finish(tmp_path):
         assert isinstance(dash, DashboardScreen)
         for _ in range(600):
             await pilot.pause(0.1)
-            if dash.run.read_state().get("status") in ("done", "failed"):
+            if dash.run.state().status in ("done", "failed"):
                 break
         dash.refresh_run()
-        assert dash.run.read_state()["status"] == "done"
+        assert dash.run.state().status == "done"
         await pilot.press("f")
         await pilot.pause()
         assert isinstance(app.screen, FinishScreen)
