@@ -226,7 +226,6 @@ def test_precision_auto_is_measured_once_and_kept(tmp_path, golden_checkpoint, m
     the choice in the plan, and a resumed run uses it without measuring again. (A fake GPU here,
     computing on the CPU; on a CPU machine a run takes fp32 without measuring.)"""
     from onss_tui.engine.fidelity import KL_BAR
-
     from onss_tui.pipeline import plan as planning
     from onss_tui.pipeline.engines import engine_for
     from onss_tui.pipeline.stages import plan as plan_stage
@@ -331,7 +330,6 @@ def test_kernels_auto_is_timed_once_on_a_gpu_and_kept(tmp_path, golden_checkpoin
     resumed run read. (The GPU is simulated: the timing is faked here, and choose_kernels itself
     is tested in test_kernels.)"""
     import onss_tui.engine.auto
-
     from onss_tui.pipeline import plan as planning
     from onss_tui.pipeline.engines import engine_for
 
@@ -399,7 +397,6 @@ def test_the_plan_decides_everything_once_on_the_gpus_the_recipe_names(tmp_path,
     2, the batch comes from GPUs 2 and 3's free memory, the two workers run on GPUs 2 and 3, and
     nothing ever reaches GPU 0 or 1. The workers read only the plan and the run folder."""
     import onss_tui.engine.auto
-
     from onss_tui.pipeline import plan as planning
 
     write_notes(tmp_path / "audio", ["a", "b", "c", "d"], [60])

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
 
 import google_crc32c
 import numpy as np
@@ -110,6 +110,7 @@ def _proto_fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     while pos < len(buf):
         tag, pos = _read_varint(buf, pos)
         field, wire = tag >> 3, tag & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _read_varint(buf, pos)
         elif wire == 1:
@@ -129,8 +130,23 @@ def _proto_fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
         yield field, wire, value
 
 
-def _signed64(v: int) -> int:
+def _signed64(v: int | bytes) -> int:
+    v = _int(v)
     return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _int(v: int | bytes) -> int:
+    """A varint or fixed-width field's value (a length-delimited one here is a damaged message)."""
+    if not isinstance(v, int):
+        raise ValueError("a number field holds bytes")
+    return v
+
+
+def _bytes(v: int | bytes) -> bytes:
+    """A length-delimited field's value (a number here is a damaged message)."""
+    if not isinstance(v, bytes):
+        raise ValueError("a message field holds a number")
+    return v
 
 
 @dataclass(frozen=True)
@@ -152,28 +168,29 @@ class TensorEntry:
 
 
 def _parse_entry(name: str, value: bytes) -> TensorEntry:
-    dtype, shape, shard, offset, size, crc, sliced = 0, [], 0, 0, 0, None, False
+    dtype, shape, shard, offset, size, sliced = 0, [], 0, 0, 0, False
+    crc: int | None = None
     for field, _wire, v in _proto_fields(value):
         if field == 1:
-            dtype = v
+            dtype = _int(v)
         elif field == 2:
-            for f2, _w2, dim in _proto_fields(v):
+            for f2, _w2, dim in _proto_fields(_bytes(v)):
                 if f2 == 2:
                     size_of_dim = 0
-                    for f3, _w3, dv in _proto_fields(dim):
+                    for f3, _w3, dv in _proto_fields(_bytes(dim)):
                         if f3 == 1:
                             size_of_dim = _signed64(dv)
                     shape.append(size_of_dim)
                 elif f2 == 3 and v:
                     raise ValueError("tensor of unknown rank")
         elif field == 3:
-            shard = v
+            shard = _int(v)
         elif field == 4:
             offset = _signed64(v)
         elif field == 5:
             size = _signed64(v)
         elif field == 6:
-            crc = v
+            crc = _int(v)
         elif field == 7:
             sliced = True
     return TensorEntry(name, dtype, tuple(shape), shard, offset, size, crc, sliced)
@@ -360,7 +377,7 @@ class BundleReader:
                 if key == b"":
                     for field, _w, v in _proto_fields(value):
                         if field == 1:
-                            self.num_shards = v
+                            self.num_shards = _int(v)
                         elif field == 2:
                             big_endian = v == 1
                     continue

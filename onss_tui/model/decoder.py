@@ -17,6 +17,8 @@ Shapes are [B, C, T] inside (torch conv layout); the API speaks [B, T, C].
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -62,7 +64,7 @@ class Decoder(nn.Module):
         s = self.skip_start(l)  # [B, 256, T]
         last = len(self.dilated) - 1
         for i, (conv, cond, res, skip) in enumerate(zip(self.dilated, self.cond_map, self.res, self.skip)):
-            z = causal_conv(conv, l) + upsample(cond(enc), length)  # [B, 1024, T]
+            z = causal_conv(cast(nn.Conv1d, conv), l) + upsample(cond(enc), length)  # [B, 1024, T]
             g = torch.sigmoid(z[:, :RESIDUAL]) * torch.tanh(z[:, RESIDUAL:])  # [B, 512, T]
             if i != last:  # res_30 feeds nothing
                 l = l + res(g)
@@ -80,8 +82,8 @@ class Decoder(nn.Module):
         }
         for i in range(len(self.dilated)):
             n = i + 1
-            layers[f"dilatedconv_{n}"] = self.dilated[i]
-            layers[f"cond_map_{n}"] = self.cond_map[i]
-            layers[f"res_{n}"] = self.res[i]
-            layers[f"skip_{n}"] = self.skip[i]
+            layers[f"dilatedconv_{n}"] = cast(nn.Conv1d, self.dilated[i])
+            layers[f"cond_map_{n}"] = cast(nn.Conv1d, self.cond_map[i])
+            layers[f"res_{n}"] = cast(nn.Conv1d, self.res[i])
+            layers[f"skip_{n}"] = cast(nn.Conv1d, self.skip[i])
         return layers

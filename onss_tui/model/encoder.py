@@ -11,6 +11,8 @@ Non-causal K=3 convolutions see (t-d, t, t+d) with zero padding at both ends (sp
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -53,7 +55,7 @@ class Encoder(nn.Module):
     def tf_layers(self) -> dict[str, nn.Conv1d]:
         """This module's convolutions under their checkpoint layer names."""
         layers = {"ae_startconv": self.startconv, "ae_bottleneck": self.bottleneck}
-        for i, (conv, res) in enumerate(zip(self.dilated, self.res), start=1):
-            layers[f"ae_dilatedconv_{i}"] = conv
-            layers[f"ae_res_{i}"] = res
+        for i, (conv, res) in enumerate(zip(self.dilated, self.res, strict=True), start=1):
+            layers[f"ae_dilatedconv_{i}"] = cast(nn.Conv1d, conv)
+            layers[f"ae_res_{i}"] = cast(nn.Conv1d, res)
         return layers

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch
@@ -40,7 +40,8 @@ def variable_shapes(layers: Mapping[str, nn.Conv1d]) -> dict[str, tuple[int, ...
     return shapes
 
 
-def load_tf_variables(layers: Mapping[str, nn.Conv1d], variables: Mapping[str, np.ndarray], source: str = "the variables") -> None:
+def load_tf_variables(layers: Mapping[str, nn.Conv1d], variables: Mapping[str, np.ndarray],
+                      source: str = "the variables") -> None:
     """Copy checkpoint-named arrays into the layers; every problem is reported at once."""
     missing, wrong = [], []
     for name, shape in variable_shapes(layers).items():
@@ -54,7 +55,8 @@ def load_tf_variables(layers: Mapping[str, nn.Conv1d], variables: Mapping[str, n
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             parts.append(f"missing variable{'s' if len(missing) > 1 else ''} {shown}")
         if wrong:
-            parts.append("wrong shape: " + "; ".join(wrong[:5]) + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""))
+            more = f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
+            parts.append("wrong shape: " + "; ".join(wrong[:5]) + more)
         raise CheckpointError(
             f"{source}: not the NSynth wavenet-ckpt model ({'; '.join(parts)}). "
             "Use the published checkpoint: onss model download"
@@ -63,6 +65,7 @@ def load_tf_variables(layers: Mapping[str, nn.Conv1d], variables: Mapping[str, n
         for name, conv in layers.items():
             w = torch.from_numpy(np.asarray(variables[f"{name}/W"], dtype=np.float32))
             conv.weight.copy_(w[0].permute(2, 1, 0))
+            assert conv.bias is not None  # every NSynth convolution has one
             conv.bias.copy_(torch.from_numpy(np.asarray(variables[f"{name}/biases"], dtype=np.float32)))
 
 
