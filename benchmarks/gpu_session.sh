@@ -27,8 +27,8 @@ fi
 case "${1:-tests}" in
   tests)  # ONSS_TESTS: other test files
     python3 -m pytest -q -p no:cacheprovider -o addopts="" --timeout=120 -rfE \
-      ${ONSS_TESTS:-tests/test_kernels.py tests/test_persistent.py tests/test_graphgen.py tests/test_precision.py \
-        tests/test_model_golden.py tests/faults/test_kill_and_space.py::test_out_of_memory_halves_the_batch} \
+      ${ONSS_TESTS:-tests/test_kernels.py tests/test_tile_sweep.py tests/test_persistent.py tests/test_graphgen.py \
+        tests/test_precision.py tests/test_model_golden.py tests/faults/test_kill_and_space.py::test_out_of_memory_halves_the_batch} \
       2>&1 | tee "$OUT/pytest.log"
     ;;
   bench)  # ONSS_BENCH: other precisions, kernels, batches, fidelity steps
@@ -53,8 +53,8 @@ case "${1:-tests}" in
     ;;
   all)  # each part under its own limit, the newest (unmeasured) code first
     export ONSS_NO_WHEELS=1
-    ONSS_TESTS="tests/test_persistent.py tests/test_kernels.py tests/test_graphgen.py" timeout 150 bash "$0" tests \
-      | tail -n 20
+    ONSS_TESTS="tests/test_persistent.py tests/test_kernels.py tests/test_tile_sweep.py tests/test_graphgen.py" \
+      timeout 150 bash "$0" tests | tail -n 20
     ONSS_BENCH="--precision bf16 --kernels persistent triton torch --batch 1 16 64 4096 8192 --fidelity-samples 1024" \
       timeout 240 bash "$0" bench
     timeout 50 python3 benchmarks/profile_step.py --precision bf16 --kernels persistent --batch 1 64 --rows 6 \

@@ -4,37 +4,43 @@
 
 For each batch and candidate (BM, BN, BK, warps, stages) it prints microseconds per launch, the
 TFLOP/s and the bytes moved to and from L2 (MB, and TB/s over the time), for gate (and its variants
-of the same sums: one loop over both ring taps, one dot of twice the width; and the sums started
-from the conditioning, which frees the registers 256 x 64 tiles need), res_skip, and
-up to 64 voices the whole layer split-K 0 to 24 ways. _blocks() and _split() in
-onss_tui/model/kernels.py are then set from the winners (no autotuning at run time: the tiles
+of the same sums in benchmarks/sweep_kernels.py: one loop over both ring taps, one dot of twice the
+width; and the sums started from the conditioning, which frees the registers 256 x 64 tiles need),
+res_skip, and up to 64 voices the whole layer split-K 0 to 24 ways. _blocks() and _split() in
+onss_tui/engine/kernels.py are then set from the winners (no autotuning at run time: the tiles
 fix the summation order, which bit-exact resumes rely on). Every case goes through the engine's
-own wrappers (tests/test_kernels.py runs each once in the interpreter)."""
+own wrappers, the variants through sweep_kernels.gate with the engine's tiles and launcher
+(tests/test_tile_sweep.py runs each once in the interpreter)."""
 
 from __future__ import annotations
 
 import argparse
 import itertools
 
+import sweep_kernels  # benchmarks/, beside this file (a script's folder is on sys.path)
 import torch
 from triton.testing import do_bench
 
-from onss_tui.model import kernels as K
+from onss_tui.engine import kernels as K
+from onss_tui.vocab import torch_dtype
 
 C, S, D = 512, 256, 64
 
 
 def gate_case(batch, dtype, cfg, one_ring=False, wide=False, cond_first=False, device="cuda"):
-    """(one launch of the gate as the engine makes it, its FLOPs)."""
+    """(one launch of the gate as the engine makes it, or of a variant of it, its FLOPs)."""
     buf = torch.randn(2 * D, batch, C, device=device).to(dtype)
     l = torch.randn(batch, C, device=device).to(dtype)  # below float32 the engine stages x[t] in dtype
     w = (torch.randn(3 * C, 2 * C, device=device) / 40).to(dtype)
     cond = torch.randn(batch, 2 * C, device=device)
     g = torch.empty(batch, C, device=device, dtype=dtype)
     t = torch.tensor(77, device=device)
-    return (lambda: K.gate(buf, t, l, w, cond, D, out=g, blocks=cfg, one_ring=one_ring, wide=wide,
-                           cond_first=cond_first),
-            batch * 3 * C * 2 * C * 2)
+    if one_ring or wide or cond_first:
+        launch = lambda: sweep_kernels.gate(buf, t, l, w, cond, D, out=g, blocks=cfg,  # noqa: E731
+                                            one_ring=one_ring, wide=wide, cond_first=cond_first)
+    else:
+        launch = lambda: K.gate(buf, t, l, w, cond, D, out=g, blocks=cfg)  # noqa: E731
+    return launch, batch * 3 * C * 2 * C * 2
 
 
 def res_skip_case(batch, dtype, cfg, device="cuda"):
@@ -105,7 +111,7 @@ def main() -> None:
     ap.add_argument("--focus", action="store_true",
                     help="above 256 voices only the tiles the L2-traffic model singles out (a few minutes' sweep)")
     args = ap.parse_args()
-    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    dtype = torch_dtype(args.dtype)
     for batch in args.batch:
         if batch <= 64:  # split-K against the unsplit pair (K._split picks 6 up to 16 voices)
             for split in (0, 3, 6, 12, 24):
@@ -115,7 +121,7 @@ def main() -> None:
         elif batch <= 256:
             cands = [(bm, bn, 64, 4, s) for bm, bn, s in itertools.product([16, 32], [32, 64], [2, 3])]
         else:
-            cands = [(bm, bn, bk, w, s) for bm, bn, bk, w, s in itertools.product([64, 128], [64, 128], [64], [4, 8], [3, 4])]
+            cands = list(itertools.product([64, 128], [64, 128], [64], [4, 8], [3, 4]))
             cands += [(256, 64, 64, 8, 3), (128, 64, 32, 4, 4), (128, 64, 32, 8, 5)]
             cands += [(128, 256, 64, 8, 3), (64, 256, 64, 8, 3)]  # res_skip only: 3 column tiles, not 12
             if args.focus:  # the engine's tile, and the ones that move fewer bytes (docs/benchmarks.md)

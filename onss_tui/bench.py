@@ -12,7 +12,11 @@ import time
 
 import numpy as np
 
+from onss_tui.engine.auto import choose_kernels, kernel_choices, sync, timed_steps
 from onss_tui.pipeline.throughput import cpu_name
+
+__all__ = ["run", "table", "bench_generate", "bench_encode", "bench_fidelity", "random_model", "device_name",
+           "peak_tflops", "choose_kernels", "kernel_choices"]
 
 MFLOP_PER_SAMPLE = 119.5  # spec: 59.74 M multiply-adds per generated sample per voice
 
@@ -50,13 +54,6 @@ def random_model(device: str, precision: str):
     return NSynth.from_tf_variables(variables, device=device, precision=precision)
 
 
-def _sync(model) -> None:
-    import torch
-
-    if model.device.type == "cuda":
-        torch.cuda.synchronize(model.device)
-
-
 def bench_generate(model, batch: int, steps: int) -> dict:
     """Time ``steps`` incremental decoder steps of ``batch`` voices (after a short warm-up)."""
     import torch
@@ -68,7 +65,7 @@ def bench_generate(model, batch: int, steps: int) -> dict:
     if cuda:
         torch.cuda.reset_peak_memory_stats(model.device)
         base = torch.cuda.memory_allocated(model.device)
-    dt, gen = _timed_steps(model, batch, steps, warm)
+    dt, gen = timed_steps(model, batch, steps, warm)
     rate = batch * steps / dt
     out = {"batch": batch, "kernels": model.kernels, "steps": steps, "seconds": round(dt, 4),
            "samples_per_s": round(rate, 1), "ms_per_step": round(1000 * dt / steps, 3),
@@ -81,62 +78,15 @@ def bench_generate(model, batch: int, steps: int) -> dict:
     return out
 
 
-def _timed_steps(model, batch: int, steps: int, warm: int):
-    """Seconds for ``steps`` generation steps of ``batch`` voices after ``warm`` untimed ones, as
-    a run generates (CUDA graphs on a GPU); and the generation."""
-    from onss_tui.model.encoder import HOP
-
-    enc = np.random.default_rng(1).normal(0, 3, (batch, 1 + (steps + warm) // HOP, 16)).astype(np.float32)
-    gen = model.generation(enc)
-    with model.precision_scope():
-        gen.advance(warm)
-        _sync(model)
-        t0 = time.perf_counter()
-        gen.advance(steps)
-        _sync(model)
-        dt = time.perf_counter() - t0
-    gen.check()  # a persistent launch that stalled timed nothing worth keeping
-    return dt, gen
-
-
-def kernel_choices(model) -> list[str]:
-    """The layer steps worth timing on the model's device: the fused kernels on a GPU with Triton
-    (Triton's CPU interpreter is for tests, not for speed). The persistent kernel only when asked
-    for by name (``--kernels persistent``) until a GPU session has measured it."""
-    from onss_tui.model import kernels
-
-    return ["torch", "triton"] if model.device.type == "cuda" and kernels.available(model.device) else ["torch"]
-
-
-def choose_kernels(model, batch: int, steps: int = 128, warm: int = 128, acceptable=None,
-                   candidates: list[str] | None = None) -> tuple[str, dict]:
-    """The faster layer step for this model (its device and precision) at ``batch`` voices,
-    timed on ``steps`` steps after ``warm``. ``acceptable(kernels) -> bool`` may veto a faster
-    candidate (the runner checks its fidelity). Returns the choice and the samples/s measured."""
-    import torch
-
-    rates = {}
-    for k in candidates or kernel_choices(model):
-        dt, gen = _timed_steps(model.with_precision(model.precision, kernels=k), batch, steps, warm)
-        rates[k] = round(batch * steps / dt, 1)
-        del gen
-        if model.device.type == "cuda":
-            torch.cuda.empty_cache()
-    for k in sorted(rates, key=rates.get, reverse=True):
-        if k == "torch" or acceptable is None or acceptable(k):
-            return k, rates
-    return "torch", rates
-
-
 def bench_encode(model, batch: int = 4, length: int = 64000) -> dict:
     from onss_tui.model.encoder import HOP
 
     audio = np.random.default_rng(2).uniform(-0.5, 0.5, (batch, length)).astype(np.float32)
     model.encode(audio[:1, :HOP * 4])
-    _sync(model)
+    sync(model)
     t0 = time.perf_counter()
     model.encode(audio)
-    _sync(model)
+    sync(model)
     dt = time.perf_counter() - t0
     return {"batch": batch, "seconds": round(dt, 3), "x_real_time": round(batch * length / 16000 / dt, 1)}
 
@@ -146,10 +96,10 @@ def bench_fidelity(device: str, precisions: list[str], golden_dir, samples: int,
     """Per precision (and layer step): mean per-step KL to fp32 PyTorch and top-1 agreement,
     teacher-forced through the generator's one-step decoder on the golden clips with the golden
     weights."""
+    from onss_tui.engine.fidelity import compare
+    from onss_tui.engine.persistent import BarrierStall
     from onss_tui.model import NSynth
-    from onss_tui.model.fidelity import compare
     from onss_tui.model.golden import golden_reference, golden_variables
-    from onss_tui.model.persistent import BarrierStall
 
     reference = NSynth.from_tf_variables(golden_variables(golden_dir), device=device, precision="fp32")
     ref = golden_reference(golden_dir)
@@ -175,20 +125,20 @@ def run(device: str, precisions: list[str], batches: list[int], steps: int, enco
     ``kernels``: the layer steps to time (default: every one that runs on this device)."""
     import torch
 
-    from onss_tui.model.persistent import MAX_BATCH as PERSISTENT_MAX
-    from onss_tui.model.persistent import BarrierStall
+    from onss_tui.engine.persistent import MAX_BATCH as PERSISTENT_MAX
+    from onss_tui.engine.persistent import BarrierStall
 
     name = device_name(device)
     result = {"device": name, "torch": torch.__version__, "date": datetime.date.today().isoformat(),
               "threads": torch.get_num_threads(), "steps": steps, "runs": [], "encoder": []}
     if device.startswith("cuda"):  # and the largest batch that fits, as `batch_size: auto` would pick it
+        from onss_tui.engine.fastgen import auto_batch, voice_bytes
         from onss_tui.model.encoder import LAYERS, dilation
-        from onss_tui.model.fastgen import auto_batch, voice_bytes
+        from onss_tui.vocab import torch_dtype
 
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         dilations = [dilation(i) for i in range(LAYERS)]
-        biggest = max(auto_batch(free, voice_bytes(dilations, torch.bfloat16 if p == "bf16" else torch.float32), cap=1 << 15)
-                      for p in precisions)
+        biggest = max(auto_batch(free, voice_bytes(dilations, torch_dtype(p)), cap=1 << 15) for p in precisions)
         batches = sorted(set(batches) | {biggest})
     for precision in precisions:
         model = random_model(device, precision)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "onss_tui"
-CORE = ["model", "pipeline", "device", "audio", "recipe.py", "atomic.py"]
+CORE = ["model", "engine", "pipeline", "device", "audio", "recipe.py", "vocab.py", "atomic.py"]
 UI_LIBS = {"textual", "rich"}
 
 
@@ -35,7 +35,7 @@ def test_core_sources_never_import_textual_or_rich():
 
 def test_importing_the_core_loads_no_ui_library():
     code = (
-        "import sys, onss_tui.model, onss_tui.audio, onss_tui.model.install, onss_tui.atomic\n"
+        "import sys, onss_tui.model, onss_tui.engine, onss_tui.audio, onss_tui.model.install, onss_tui.atomic\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from onss_tui.engine.auto import choose_precision
+from onss_tui.engine.fastgen import auto_batch, voice_bytes
+from onss_tui.engine.fidelity import KL_BAR, compare, fidelity
 from onss_tui.model.encoder import LAYERS, dilation
-from onss_tui.model.fastgen import auto_batch, voice_bytes
-from onss_tui.model.fidelity import KL_BAR, choose_precision, compare, fidelity
 
 DILATIONS = [dilation(i) for i in range(LAYERS)]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from onss_tui.engine.fastgen import Generation, PackedDecoder
 from onss_tui.model.decoder import Decoder
-from onss_tui.model.fastgen import Generation, PackedDecoder
 from onss_tui.model.mulaw import INV_MU_LAW_TABLE
 from onss_tui.model.rng import mix32, sound_keys, uniform
 

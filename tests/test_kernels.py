@@ -1,4 +1,4 @@
-"""The fused Triton layer kernels (onss_tui.model.kernels) against the PyTorch layer step.
+"""The fused Triton layer kernels (onss_tui.engine.kernels) against the PyTorch layer step.
 
 On a machine without CUDA the kernels run in Triton's interpreter (conftest sets TRITON_INTERPRET=1
 there); on a GPU they are compiled. Either way the numbers are compared with the PyTorch path, in
@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,13 +20,14 @@ import torch
 triton = pytest.importorskip("triton", reason="Triton is not installed")
 
 from onss_tui.bench import random_model  # noqa: E402
-from onss_tui.model import kernels  # noqa: E402
-from onss_tui.model.fastgen import Generation, PackedDecoder  # noqa: E402
-from onss_tui.model.graphgen import DeviceGeneration  # noqa: E402
+from onss_tui.engine import kernels  # noqa: E402
+from onss_tui.engine.fastgen import Generation, PackedDecoder  # noqa: E402
+from onss_tui.engine.graphgen import DeviceGeneration  # noqa: E402
 from onss_tui.model.rng import sound_keys  # noqa: E402
 from tests.test_graphgen import decoder, enc  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"  # the tile sweeps' kernels (tests/test_tile_sweep.py)
 # the interpreter's tiles (few, large programs); a GPU would spend minutes compiling those
 LARGE = (32, 256, 512, 1) if DEVICE.type == "cpu" else (32, 64, 128, 4)
 TOL = {torch.float32: 2e-5, torch.bfloat16: 1.6e-2}  # bf16: one unit in the last place of g near 1
@@ -182,7 +184,7 @@ def test_a_staged_bf16_input_gives_the_same_layer_bit_for_bit_and_is_renewed_for
 
 @pytest.mark.parametrize("batch", [1, 20])
 def test_start_head_and_sampler_match_pytorch(batch):
-    from onss_tui.model.fastgen import sample
+    from onss_tui.engine.fastgen import sample
     from onss_tui.model.rng import sound_keys, uniform
 
     t = 7
@@ -305,7 +307,7 @@ def test_nsynth_keeps_its_kernels_across_precisions():
 
 
 def test_choose_kernels_times_both_and_lets_the_caller_veto_the_fused_ones():
-    from onss_tui.bench import choose_kernels
+    from onss_tui.engine.auto import choose_kernels
 
     asked = []
 
@@ -392,6 +394,7 @@ def _compile_for_hopper(launches) -> list[tuple[str, int, int, int]]:
         if job not in jobs:
             jobs.append(job)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(BENCHMARKS), *filter(None, [env.get("PYTHONPATH")])])  # sweep_kernels
     done = subprocess.run([sys.executable, "-c", COMPILE_FOR_HOPPER], input=json.dumps(jobs), env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -421,130 +424,3 @@ def test_every_launch_of_a_step_compiles_for_hopper_within_its_shared_memory_and
     assert not too_big, f"shared memory over {HOPPER_SHARED} bytes: {too_big}"
     spilled = [(name, regs, local) for name, _, regs, local in compiled if local]
     assert not spilled, f"registers spilled to local memory (name, registers, instructions): {spilled}"
-
-
-def test_the_gate_variants_of_the_tile_sweep_are_the_same_gate_and_compile_for_hopper():
-    """Variants for benchmarks/tune_tiles.py: both ring taps in one loop (one software pipeline),
-    and one dot of twice the width over [sigmoid | tanh] weight columns. The same sums in the same
-    order, so a GPU session may take either on speed alone. (On the GPU, bit for bit; in the
-    interpreter, tl.dot is numpy's matmul, whose BLAS may block a wider product's sums otherwise.)
-    A third starts the sums from the conditioning: another order, so only close; its point is a
-    256 x 64 tile that compiles without spilling registers."""
-    batch, d, t = 20, 16, 77
-    for dtype in (torch.float32, torch.bfloat16):
-        buf, l = rand(2 * d, batch, 512, dtype=dtype, seed=1), rand(batch, 512, seed=2)
-        w, cond = rand(1536, 1024, dtype=dtype, scale=1 / 40, seed=3), rand(batch, 1024, seed=4)
-        step = torch.tensor(t, dtype=torch.int64, device=DEVICE)
-        outs = [kernels.gate(buf, step, l, w, cond, d, blocks=LARGE, one_ring=one_ring, wide=wide)
-                for one_ring in (False, True) for wide in (False, True)]
-        assert torch.equal(outs[0], outs[2])  # one ring loop: the same dots
-        for wide in (outs[1], outs[3]):
-            if DEVICE.type == "cuda":
-                assert torch.equal(outs[0], wide)
-            else:
-                torch.testing.assert_close(wide, outs[0], rtol=0, atol=TOL[dtype] / 16)
-        first = kernels.gate(buf, step, l, w, cond, d, blocks=LARGE, cond_first=True)
-        torch.testing.assert_close(first.float(), outs[0].float(), rtol=0, atol=TOL[dtype])
-    l = l.to(torch.bfloat16)  # as the engine stages it
-    args = (buf, step, l, w, cond, outs[0], batch, d, cond.stride(0))
-    tile = dict(C=512, BK=64, PRECISION="ieee", WIDEN=False, num_warps=8, num_stages=3)
-    launches = [(kernels._gate_kernel, args, dict(tile, BM=128, BN=64, ONE_RING=one_ring, WIDE=wide, COND_FIRST=False))
-                for one_ring, wide in [(True, False), (False, True), (True, True)]]
-    launches.append((kernels._gate_kernel, args,
-                     dict(tile, BM=256, BN=64, ONE_RING=False, WIDE=False, COND_FIRST=True)))
-    compiled = _compile_for_hopper(launches)
-    assert len(compiled) == 4 and all(shared <= HOPPER_SHARED for _, shared, _, _ in compiled)
-    assert compiled[-1][3] == 0, f"the cond-first gate at 256 x 64 spills: {compiled[-1]}"
-
-
-def _tune_tiles():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tune_tiles.py"
-    spec = importlib.util.spec_from_file_location("tune_tiles", path)
-    tune = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tune)
-    return tune
-
-
-def test_every_case_of_the_tile_sweep_runs_through_the_engine_wrappers():
-    """benchmarks/tune_tiles.py is for a GPU session's few minutes: each of its cases runs here
-    once, in the interpreter, so a changed kernel signature fails in CI and not on the GPU."""
-    tune = _tune_tiles()
-    tiles = LARGE + (1,)
-    for dtype in (torch.float32, torch.bfloat16):
-        for launch, flop in (tune.gate_case(3, dtype, tiles, device=DEVICE),
-                             tune.gate_case(3, dtype, tiles, one_ring=True, device=DEVICE),
-                             tune.gate_case(3, dtype, tiles, wide=True, device=DEVICE),
-                             tune.gate_case(3, dtype, tiles, cond_first=True, device=DEVICE),
-                             tune.res_skip_case(3, dtype, tiles, device=DEVICE)):
-            launch()
-            assert flop > 0
-        for split in (0, 3, 24):
-            tune.layer_case(3, dtype, split, device=DEVICE)()
-
-
-def test_the_tile_sweep_prints_time_flops_and_l2_traffic_for_each_tile(monkeypatch, capsys):
-    """sweep() with a stand-in clock (the first tile "takes" 20 us, the second 10): each tile's
-    line carries the bytes traffic() gives and that over the time, fastest first."""
-    tune = _tune_tiles()
-    clock = iter([20.0, 10.0])
-    monkeypatch.setattr(tune, "us", lambda launch: (launch(), next(clock))[1])
-    tiles = [(32, 128, 512, 1, 1), (16, 64, 64, 1, 1)]  # (gate tiles of BN over 128 are not swept)
-    order = tune.sweep("gate", tune.gate_case, 3, torch.bfloat16, tiles, "bf16", device=DEVICE)
-    assert order == tiles[::-1]
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2
-    for line, cfg, took in zip(lines, order, (10, 20)):
-        mb = tune.traffic("gate", 3, cfg, torch.bfloat16) / 1e6
-        assert line.startswith(f"gate bf16 batch 3 {cfg}: {took:.1f} us")
-        assert f" {mb:.0f} MB {mb / took:.2f} TB/s" in line
-
-
-@pytest.mark.skipif(DEVICE.type == "cuda", reason="counts the loads and stores of Triton's CPU interpreter")
-def test_the_memory_traffic_model_of_the_tile_sweep_matches_the_bytes_the_kernels_move(monkeypatch):
-    """At large batches a layer is bound by the bytes its tiles move between the SMs and the L2
-    cache (each tile re-reads the operands it shares with its neighbours): tune_tiles.py prints
-    that traffic beside each time, from a formula. Here the formula meets the kernels: every byte
-    each program loads or stores is counted in the interpreter, at the GPU's tile shapes, with a
-    ragged last row tile and the split-K pair."""
-    from triton.runtime import interpreter
-
-    moved = [0]
-    load, store = interpreter.InterpreterBuilder.create_masked_load, interpreter.InterpreterBuilder.create_masked_store
-
-    def counted_load(self, ptrs, mask, other, *rest):
-        moved[0] += int(mask.data.sum()) * interpreter._get_np_dtype(ptrs.get_element_ty()).itemsize
-        return load(self, ptrs, mask, other, *rest)
-
-    def counted_store(self, ptrs, value, mask, *rest):
-        moved[0] += int(mask.data.sum()) * value.data.dtype.itemsize
-        return store(self, ptrs, value, mask, *rest)
-
-    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_masked_load", counted_load)
-    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_masked_store", counted_store)
-    tune = _tune_tiles()
-
-    def count(launch) -> int:
-        moved[0] = 0
-        launch()
-        return moved[0]
-
-    batch, d = 150, 4
-    for dtype, cfg in [(torch.bfloat16, (128, 64, 64, 8, 3)), (torch.float32, (64, 128, 128, 4, 3))]:
-        gate, _ = tune.gate_case(batch, dtype, cfg, device=DEVICE)
-        assert count(gate) == tune.traffic("gate", batch, cfg, dtype)
-        res_skip, _ = tune.res_skip_case(batch, dtype, cfg, device=DEVICE)
-        assert count(res_skip) == tune.traffic("res_skip", batch, cfg, dtype, split=0)
-        cfg = (16, 64, 128, 4, 2)
-        buf, t = rand(2 * d, 20, 512, dtype=dtype), torch.tensor(9, device=DEVICE)
-        l, cond = rand(20, 512), rand(20, 1024)
-        w, w_rs, b_rs = rand(1536, 1024, dtype=dtype), rand(512, 256, dtype=dtype), rand(256)
-        for split in (0, 6):  # the last layer (no residual), whole and split
-            lq = None if dtype == torch.float32 else l.to(dtype)  # staged below float32, as the engine does
-            layer = lambda: kernels.layer(buf, t, l, w, cond, w_rs, b_rs, rand(20, 256), d, False,  # noqa: E731
-                                          blocks=cfg, split=split, lq=lq)
-            expected = (tune.traffic("gate_split", 20, cfg, dtype, split=split) if split else
-                        tune.traffic("gate", 20, cfg, dtype))
-            assert count(layer) == expected + tune.traffic("res_skip", 20, cfg, dtype, split=split, residual=False)

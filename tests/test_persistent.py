@@ -15,9 +15,9 @@ import torch
 
 triton = pytest.importorskip("triton", reason="Triton is not installed")
 
-from onss_tui.model import kernels  # noqa: E402
-from onss_tui.model.fastgen import Generation, PackedDecoder  # noqa: E402
-from onss_tui.model.graphgen import DeviceGeneration  # noqa: E402
+from onss_tui.engine import kernels  # noqa: E402
+from onss_tui.engine.fastgen import Generation, PackedDecoder  # noqa: E402
+from onss_tui.engine.graphgen import DeviceGeneration  # noqa: E402
 from onss_tui.model.rng import sound_keys  # noqa: E402
 from tests.test_graphgen import decoder, enc  # noqa: E402
 from tests.test_kernels import HOPPER_SHARED, _compile_for_hopper  # noqa: E402
@@ -166,7 +166,7 @@ def test_programs_running_at_once_deal_the_tiles_wait_at_the_barriers_and_agree_
 
 
 def test_persistent_kernels_refuse_big_batches_and_a_missing_gpu(monkeypatch):
-    from onss_tui.model.persistent import MAX_BATCH
+    from onss_tui.engine.persistent import MAX_BATCH
 
     per = PackedDecoder(decoder(layers=1), DEVICE, kernels="persistent")
     with pytest.raises(ValueError, match=f"up to {MAX_BATCH} voices"):
@@ -209,8 +209,8 @@ def test_a_stalled_launch_ends_is_refused_and_the_last_sound_save_stays(tmp_path
     the first waits at a barrier, gives up after the runner's spin limit (instead of hanging),
     and marks the barrier word. The generation then refuses its samples (no save, no codes),
     the mark stays for every later launch, and the save made before it is untouched."""
-    from onss_tui.model.persistent import STALLED, BarrierStall
-    from onss_tui.pipeline.generate import BackgroundSaver
+    from onss_tui.engine.persistent import STALLED, BarrierStall
+    from onss_tui.pipeline.stages.generate import BackgroundSaver
 
     if DEVICE.type == "cuda":
         pytest.skip("on a GPU a cooperative launch runs all its programs: the interpreter's serial grid stalls one")

@@ -66,7 +66,7 @@ def test_bf16_on_a_cpu_is_autocasts_arithmetic():
     generator's products are exact."""
     from torch.nn import functional as F
 
-    from onss_tui.model.nsynth import Bf16ConvOnCpu
+    from onss_tui.engine.bf16cpu import Bf16ConvOnCpu
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 512, 700, generator=gen)

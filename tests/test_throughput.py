@@ -161,7 +161,7 @@ def test_a_bench_that_stalls_reports_it_and_goes_on(monkeypatch):
     """A persistent launch that stalls (tests/test_persistent.py makes one for real) fails its
     kernels' batches in `onss bench`, said in the table, and the other layer steps are still timed."""
     from onss_tui import bench
-    from onss_tui.model.persistent import BarrierStall, stalled
+    from onss_tui.engine.persistent import BarrierStall, stalled
 
     timed = bench.bench_generate
 

@@ -16,7 +16,7 @@ import importlib
 
 _EXPORTS = {
     "NSynth": "onss_tui.model.nsynth",
-    "PRECISIONS": "onss_tui.model.nsynth",
+    "PRECISIONS": "onss_tui.vocab",
     "BundleReader": "onss_tui.model.checkpoint",
     "CheckpointError": "onss_tui.model.checkpoint",
     "write_bundle": "onss_tui.model.checkpoint",

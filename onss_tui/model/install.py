@@ -14,9 +14,9 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 from onss_tui.atomic import fsync_dir
 from onss_tui.model.checkpoint import BundleReader, CheckpointError

@@ -7,23 +7,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
-from torch.nn import functional as F
-from torch.overrides import TorchFunctionMode
 
+from onss_tui.engine.bf16cpu import Bf16ConvOnCpu
+from onss_tui.engine.fastgen import Generation, PackedDecoder, check_kernels
 from onss_tui.model.decoder import Decoder
 from onss_tui.model.encoder import HOP, Encoder
-from onss_tui.model.fastgen import Generation, PackedDecoder, check_kernels
 from onss_tui.model.mulaw import INV_MU_LAW_TABLE, scaled_input
 from onss_tui.model.rng import sound_keys
 from onss_tui.model.weights import load_tf_variables, read_checkpoint_variables, variable_shapes
+from onss_tui.vocab import PRECISIONS, torch_dtype
 
-PRECISIONS = ("fp32", "tf32", "bf16")
-
-__all__ = ["NSynth", "PRECISIONS"]
+__all__ = ["NSynth"]
 
 
 def _check_precision(precision: str) -> str:
@@ -40,25 +38,6 @@ def _device(device: str | torch.device) -> torch.device:
             "Install the CUDA build of torch, or use device='cpu'."
         )
     return dev
-
-
-class Bf16ConvOnCpu(TorchFunctionMode):
-    """bf16 autocast's convolutions, for a CPU: operands rounded to bfloat16, multiplied and summed
-    in float32, the result rounded to bfloat16 (what autocast gives: oneDNN's bfloat16 convolution
-    accumulates in float32). The same arithmetic but for the order of the sums; where the CPU has no
-    bfloat16 instructions (most have none) autocast's own path runs 20 to 40 times slower."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
-        if func is not F.conv1d:
-            return func(*args, **kwargs)
-        x, w, *rest = args
-        bias = rest.pop(0) if rest else kwargs.pop("bias", None)
-
-        def low(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(torch.bfloat16).float()
-
-        return F.conv1d(low(x), low(w), low(bias), *rest, **kwargs).to(torch.bfloat16)
 
 
 class NSynth:
@@ -93,7 +72,7 @@ class NSynth:
         device: str | torch.device = "cpu",
         precision: str = "fp32",
         source: str = "the variables",
-    ) -> "NSynth":
+    ) -> NSynth:
         """Build from arrays keyed by checkpoint names (``ae_startconv/W`` ...) in their TF shapes."""
         model = cls(device, precision)
         load_tf_variables(model._layers(), variables, source)
@@ -102,7 +81,7 @@ class NSynth:
         model.source = source
         return model
 
-    def with_precision(self, precision: str, kernels: str | None = None) -> "NSynth":
+    def with_precision(self, precision: str, kernels: str | None = None) -> NSynth:
         """The same weights (shared, not copied) run in another precision (and with other kernels)."""
         other = NSynth.__new__(NSynth)
         other.device, other.precision = self.device, _check_precision(precision)
@@ -119,7 +98,7 @@ class NSynth:
         precision: str = "fp32",
         ema: bool = False,
         cache: bool = True,
-    ) -> "NSynth":
+    ) -> NSynth:
         """Load a TF checkpoint: the prefix, its ``.index``/``.data`` file, or the folder holding it.
 
         Raw weights by default, as Magenta's ``nsynth_generate`` used; ``ema=True`` loads the
@@ -154,8 +133,7 @@ class NSynth:
 
     def packed(self) -> PackedDecoder:
         if self._packed is None:
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-            self._packed = PackedDecoder(self.decoder, self.device, dtype, kernels=self.kernels)
+            self._packed = PackedDecoder(self.decoder, self.device, torch_dtype(self.precision), kernels=self.kernels)
         return self._packed
 
     # -- helpers -------------------------------------------------------------------------------
@@ -207,7 +185,7 @@ class NSynth:
         """A resumable generation of one batch (advance it, save and restore its state_dict).
 
         On CUDA (or with ``graphs`` set) the step counter lives on the device and chunks of steps
-        replay as CUDA graphs (:mod:`onss_tui.model.graphgen`); the samples are the same either way."""
+        replay as CUDA graphs (:mod:`onss_tui.engine.graphgen`); the samples are the same either way."""
         e = self._enc(enc)
         ids = np.arange(e.shape[0]) if sound_ids is None else np.asarray(sound_ids, dtype=np.int64)
         if ids.shape != (e.shape[0],):
@@ -216,7 +194,7 @@ class NSynth:
         if graphs is None:
             graphs = self.device.type == "cuda"
         if graphs:
-            from onss_tui.model.graphgen import DeviceGeneration
+            from onss_tui.engine.graphgen import DeviceGeneration
 
             return DeviceGeneration(self.packed(), e, keys, graphs=self.device.type == "cuda")
         return Generation(self.packed(), e, keys)

@@ -1,6 +1,6 @@
 """Fused Triton kernels for one decoder layer of one generation step (the GPU engine's fast path).
 
-One layer of the incremental decoder (:mod:`onss_tui.model.fastgen`), per step, for B voices with
+One layer of the incremental decoder (:mod:`onss_tui.engine.fastgen`), per step, for B voices with
 the layer input ``l`` [B, 512] (float32) and the layer's ring buffer ``buf`` [2d, B, 512]:
 
     taps  = [buf[t mod 2d] | buf[(t + d) mod 2d] | l]          [B, 1536]   x[t-2d], x[t-d], x[t]
@@ -92,47 +92,29 @@ def available(device: torch.device) -> bool:
 if triton is not None:
 
     @triton.jit
-    def _gate_dots(x, w_ptr, wk, cols, acc_s, acc_t, acc, C: tl.constexpr, PRECISION: tl.constexpr,
-                   WIDEN: tl.constexpr, WIDE: tl.constexpr):
+    def _gate_dots(x, w_ptr, wk, cols, acc_s, acc_t, C: tl.constexpr, PRECISION: tl.constexpr, WIDEN: tl.constexpr):
         """acc_s += x @ W[wk, cols] and acc_t += x @ W[wk, C + cols] (W: [3C, 2C]; wk: the rows).
-        WIDE: one dot of twice the width instead, into acc [BM, 2 BN] = [acc_s | acc_t] (the same
-        sums; a variant for the tile sweeps). Returns the three accumulators."""
+        Returns both accumulators."""
         w_rows = w_ptr + wk[:, None] * (2 * C)
         ws = tl.load(w_rows + cols[None, :])
         wt = tl.load(w_rows + C + cols[None, :])
         if WIDEN:
             x, ws, wt = x.to(tl.float32), ws.to(tl.float32), wt.to(tl.float32)
-        if WIDE:
-            both = tl.reshape(tl.permute(tl.join(ws, wt), (0, 2, 1)), (ws.shape[0], 2 * ws.shape[1]))
-            return acc_s, acc_t, tl.dot(x, both, acc, input_precision=PRECISION)
-        return tl.dot(x, ws, acc_s, input_precision=PRECISION), tl.dot(x, wt, acc_t, input_precision=PRECISION), acc
+        return tl.dot(x, ws, acc_s, input_precision=PRECISION), tl.dot(x, wt, acc_t, input_precision=PRECISION)
 
     @triton.jit
     def _gate_kernel(buf_ptr, t_ptr, l_ptr, w_ptr, cond_ptr, g_ptr,
                      B, d, cond_stride,
                      C: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                     PRECISION: tl.constexpr, WIDEN: tl.constexpr, ONE_RING: tl.constexpr, WIDE: tl.constexpr,
-                     COND_FIRST: tl.constexpr):
+                     PRECISION: tl.constexpr, WIDEN: tl.constexpr):
         rows = tl.program_id(0) * BM + tl.arange(0, BM)  # voices
         cols = tl.program_id(1) * BN + tl.arange(0, BN)  # gate channels in [0, C)
         live = rows[:, None] < B
         t = tl.load(t_ptr)  # int64 step counter, on the device
         cond = cond_ptr + rows[:, None] * cond_stride + cols[None, :]
-        if COND_FIRST:  # the sums start from the conditioning: the epilogue holds nothing else
-            acc_s = tl.load(cond, mask=live, other=0.0)  # z[:, cols]       -> sigmoid
-            acc_t = tl.load(cond + C, mask=live, other=0.0)  # z[:, C + cols]   -> tanh
-        else:
-            acc_s = tl.zeros((BM, BN), dtype=tl.float32)
-            acc_t = tl.zeros((BM, BN), dtype=tl.float32)
-        acc = tl.zeros((BM, 2 * BN) if WIDE else (1, 1), dtype=tl.float32)  # WIDE: [acc_s | acc_t]
-        if ONE_RING:  # both ring taps in one loop (one software pipeline, not two), then x[t]
-            for k in range(0, 2 * C, BK):  # the same sums in the same order as below
-                slot = (t + (k // C) * d) % (2 * d)
-                ks = k % C + tl.arange(0, BK)
-                x = tl.load(buf_ptr + slot * B * C + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
-                acc_s, acc_t, acc = _gate_dots(x, w_ptr, k + tl.arange(0, BK), cols, acc_s, acc_t, acc, C, PRECISION,
-                                               WIDEN, WIDE)
-        for tap in tl.static_range(2 if ONE_RING else 0, 3):  # x[t-2d], x[t-d], x[t]
+        acc_s = tl.zeros((BM, BN), dtype=tl.float32)  # z[:, cols]       -> sigmoid
+        acc_t = tl.zeros((BM, BN), dtype=tl.float32)  # z[:, C + cols]   -> tanh
+        for tap in tl.static_range(0, 3):  # x[t-2d], x[t-d], x[t]
             for k0 in range(0, C, BK):
                 ks = k0 + tl.arange(0, BK)
                 if tap < 2:  # x[t - (2 - tap) d] sits in slot (t + tap d) mod 2d
@@ -141,15 +123,9 @@ if triton is not None:
                 else:
                     x = tl.load(l_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
                     x = x.to(w_ptr.dtype.element_ty)  # the layer input, in the compute dtype
-                acc_s, acc_t, acc = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, acc, C, PRECISION,
-                                               WIDEN, WIDE)
-        if WIDE:
-            acc_s, acc_t = tl.split(tl.permute(tl.reshape(acc, (BM, 2, BN)), (0, 2, 1)))
-        if COND_FIRST:
-            zs, zt = acc_s, acc_t
-        else:
-            zs = acc_s + tl.load(cond, mask=live, other=0.0)
-            zt = acc_t + tl.load(cond + C, mask=live, other=0.0)
+                acc_s, acc_t = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, C, PRECISION, WIDEN)
+        zs = acc_s + tl.load(cond, mask=live, other=0.0)
+        zt = acc_t + tl.load(cond + C, mask=live, other=0.0)
         g = tl.sigmoid(zs) * (2.0 * tl.sigmoid(2.0 * zt) - 1.0)  # tanh(z) = 2 sigmoid(2z) - 1
         tl.store(g_ptr + rows[:, None] * C + cols[None, :], g.to(g_ptr.dtype.element_ty), mask=live)
 
@@ -174,15 +150,13 @@ if triton is not None:
             for k0 in range(0, KS, BK):
                 ks = first + k0 + tl.arange(0, BK)
                 x = tl.load(buf_ptr + slot * B * C + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
-                acc_s, acc_t, _ = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, acc_s, C, PRECISION, WIDEN,
-                                             False)
+                acc_s, acc_t = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, C, PRECISION, WIDEN)
         else:
             for k0 in range(0, KS, BK):
                 ks = first + k0 + tl.arange(0, BK)
                 x = tl.load(l_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0)
                 x = x.to(w_ptr.dtype.element_ty)  # the layer input, in the compute dtype
-                acc_s, acc_t, _ = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, acc_s, C, PRECISION, WIDEN,
-                                             False)
+                acc_s, acc_t = _gate_dots(x, w_ptr, tap * C + ks, cols, acc_s, acc_t, C, PRECISION, WIDEN)
         out = z_ptr + p * B * 2 * C + rows[:, None] * (2 * C) + cols[None, :]
         tl.store(out, acc_s, mask=live)
         tl.store(out + C, acc_t, mask=live)
@@ -374,32 +348,27 @@ def _fp32_precision() -> str:
 
 def _tiles(blocks: tuple[int, ...]) -> tuple[int, int, int, int, int]:
     """(BM, BN, BK, warps, stages) from _blocks() or a test's 4-tuple (3 pipeline stages)."""
-    return (*blocks, 3) if len(blocks) == 4 else tuple(blocks)
+    bm, bn, bk, warps, *stages = blocks
+    return bm, bn, bk, warps, stages[0] if stages else 3
 
 
 def gate(buf: torch.Tensor, t: torch.Tensor, l: torch.Tensor, w: torch.Tensor, cond: torch.Tensor,
-         d: int, out: torch.Tensor | None = None, blocks: tuple[int, ...] | None = None,
-         one_ring: bool = False, wide: bool = False, cond_first: bool = False) -> torch.Tensor:
+         d: int, out: torch.Tensor | None = None, blocks: tuple[int, ...] | None = None) -> torch.Tensor:
     """g [B, 512] in ``w``'s dtype from the ring buffer ``buf`` [2d, B, 512], the device step
     ``t`` (int64 scalar), the layer input ``l`` [B, 512] (float32, or its copy already in ``w``'s
     dtype: the engine's staged input, half the bytes to read), ``w`` [1536, 1024] and the
     layer's conditioning ``cond`` [B, 1024] float32 (rows may be strided: a column slice of the
-    all-layer conditioning). ``blocks`` overrides (BM, BN, BK, warps[, stages]); ``one_ring`` (one
-    loop over both ring taps) and ``wide`` (one dot of twice the width) pick variants of the same
-    sums, for tests and the tile sweeps; ``cond_first`` (sweeps only) starts the sums from the
-    conditioning instead of adding it at the end (another order, so not bit-identical: fewer
-    registers live in the epilogue, which lets 256 x 64 tiles compile without spills)."""
+    all-layer conditioning). ``blocks`` overrides (BM, BN, BK, warps[, stages]). (Variants of
+    this kernel for the tile sweeps: benchmarks/sweep_kernels.py.)"""
     two_d, batch, c = buf.shape
     assert two_d == 2 * d and w.shape == (3 * c, 2 * c) and cond.stride(1) == 1, "gate: shapes"
-    assert not (wide and cond_first), "gate: the wide variant adds the conditioning at the end"
     if out is None:
         out = torch.empty(batch, c, device=l.device, dtype=w.dtype)
     bm, bn, bk, warps, stages = _tiles(blocks or _blocks(batch, w))
     precision, widen = _precision(w)
     grid = (triton.cdiv(batch, bm), c // bn)
     _launch(_gate_kernel, grid, buf, t, l, w, cond, out, batch, d, cond.stride(0),
-            C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, ONE_RING=one_ring, WIDE=wide,
-            COND_FIRST=cond_first, num_warps=warps, num_stages=stages)
+            C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen, num_warps=warps, num_stages=stages)
     return out
 
 
@@ -427,9 +396,13 @@ def res_skip(g: torch.Tensor, w: torch.Tensor, b: torch.Tensor, l: torch.Tensor,
     if split and blocks is None and not interpreting():  # the partial sums' tiles, 3 stages deep, took
         stages = 2  # 120 KB of shared memory, and registers spilled in TF32 (ptxas for sm_90; a test checks)
     grid = (triton.cdiv(batch, bm), (r + s) // bn)
-    cond_arg, cond_stride = (cond, cond.stride(0)) if split else (g, 0)  # unread without a split
+    if split:
+        assert cond is not None, "res_skip: a split gate's partial sums take the conditioning here"
+        cond_arg, cond_stride = cond, cond.stride(0)
+    else:
+        cond_arg, cond_stride = g, 0  # unread without a split
     stage = lq is not None and lq is not l
-    assert not stage or (lq.shape == l.shape and lq.is_contiguous()), "res_skip: the staged input"
+    assert lq is None or not stage or (lq.shape == l.shape and lq.is_contiguous()), "res_skip: the staged input"
     _launch(_res_skip_kernel, grid, g, w, b, l, lq if stage else l, skip, buf, t, cond_arg, batch, d, cond_stride,
             R=r, S=s, C=c, BM=bm, BN=bn, BK=bk, PRECISION=precision, WIDEN=widen,
             STORE_INPUT=not residual, SPLIT=split, STAGE=stage and residual, num_warps=warps, num_stages=stages)

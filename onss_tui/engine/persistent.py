@@ -1,6 +1,6 @@
 """Many generation steps in one kernel launch, for small batches (``kernels: persistent``).
 
-At a small batch a step is latency, not arithmetic: the fused kernels (:mod:`onss_tui.model.kernels`)
+At a small batch a step is latency, not arithmetic: the fused kernels (:mod:`onss_tui.engine.kernels`)
 take 66 launches a step, each too short to reach full speed before the next must wait for it
 (1,476 samples/s at batch 1 on an H100, 677 us a step, against ~35 us to read the 118 MB of bf16
 weights once). Here one launch runs ``n`` whole steps. Its programs stay resident (one per SM at
@@ -46,8 +46,8 @@ from __future__ import annotations
 
 import torch
 
-from onss_tui.model import kernels as fused
-from onss_tui.model.kernels import interpreting, triton
+from onss_tui.engine import kernels as fused
+from onss_tui.engine.kernels import interpreting, triton
 
 __all__ = ["Persistent", "BarrierStall", "stalled", "MAX_BATCH", "SPIN_LIMIT", "STALLED"]
 
@@ -73,7 +73,7 @@ def stalled(word: int, spins: int = SPIN_LIMIT) -> None:
 if triton is not None:
     import triton.language as tl
 
-    from onss_tui.model.kernels import _draw, _gate_dots, _rows_times
+    from onss_tui.engine.kernels import _draw, _gate_dots, _rows_times
 
     @triton.jit
     def _grid_sync(bar_ptr, epoch, SPINS: tl.constexpr):
@@ -159,15 +159,13 @@ if triton is not None:
                         for k0 in tl.range(0, C, BK, num_stages=GATE_STAGES):
                             ks = k0 + tl.arange(0, BK)
                             x = tl.load(here + ks[None, :], mask=live, other=0.0, cache_modifier=".cg")
-                            acc_s, acc_t, _ = _gate_dots(x, w_i, tap * C + ks, cols, acc_s, acc_t, acc_s, C,
-                                                         PRECISION, WIDEN, False)
+                            acc_s, acc_t = _gate_dots(x, w_i, tap * C + ks, cols, acc_s, acc_t, C, PRECISION, WIDEN)
                     else:  # x[t]: the layer input
                         for k0 in tl.range(0, C, BK, num_stages=GATE_STAGES):
                             ks = k0 + tl.arange(0, BK)
                             x = tl.load(l_ptr + rows[:, None] * C + ks[None, :], mask=live, other=0.0,
                                         cache_modifier=".cg").to(cdt)
-                            acc_s, acc_t, _ = _gate_dots(x, w_i, 2 * C + ks, cols, acc_s, acc_t, acc_s, C,
-                                                         PRECISION, WIDEN, False)
+                            acc_s, acc_t = _gate_dots(x, w_i, 2 * C + ks, cols, acc_s, acc_t, C, PRECISION, WIDEN)
                     out = z_ptr + tap * B * 2 * C + rows[:, None] * (2 * C) + cols[None, :]
                     tl.store(out, acc_s, mask=live)
                     tl.store(out + C, acc_t, mask=live)
@@ -265,7 +263,7 @@ def _tiles(batch: int, dtype: torch.dtype) -> dict:
 
 class Persistent:
     """The scratch a generation's persistent launches share (fixed addresses: capturable in a CUDA
-    graph), for one :class:`~onss_tui.model.fastgen.PackedDecoder` and batch."""
+    graph), for one :class:`~onss_tui.engine.fastgen.PackedDecoder` and batch."""
 
     def __init__(self, packed, batch: int):
         why = fused.why_unavailable(packed.device)
@@ -326,6 +324,7 @@ class Persistent:
         if sample:
             assert prev is not None and keys is not None and codes is not None and codes.dtype == torch.uint8
         else:
+            assert forced is not None, "persistent: teacher forcing needs the forced inputs"
             forced = forced.to(torch.float32).contiguous()
             assert forced.shape == (n, self.batch), "persistent: forced inputs [n, B]"
         tiles = _tiles(self.batch, self.dil_w.dtype)
@@ -335,7 +334,7 @@ class Persistent:
         meta = dict(launch_cooperative_grid=True) if not interpreting() else {}
         fused._launch(_steps_kernel, (self.programs,), t, self.bar, forced if forced is not None else self.l,
                       state.start_taps, prev if sample else self.l, keys if sample else self.dil,
-                      codes if sample else self.bar, codes.shape[1] if sample else 0,
+                      codes if sample else self.bar, codes.shape[1] if codes is not None and sample else 0,
                       packed.start_w, packed.start_b, packed.skip_start_w, packed.skip_start_b,
                       self.dil_w, cond_layers, cond_layers.stride(0), self.z, self.rs_w, self.rs_b, self.l,
                       self.skip, state.buffers[0], self._ring_offsets(state.buffers), self.dil,

@@ -18,29 +18,25 @@ The fed-back input is (k - 128) / 128, which equals mu-law(inv_mu_law(k)) / 128 
 Precision: ``fp32``/``tf32`` keep everything in float32 (tf32 lets CUDA matmuls use TF32 cores);
 ``bf16`` stores weights and layer states in bfloat16 and multiplies in bfloat16 with float32
 accumulation, while the residual and skip sums, the gates, the conditioning and the softmax stay
-in float32. On a CPU the bfloat16 products are taken in float32 instead (operands rounded to
-bfloat16, then widened: the product of two bfloat16 values is exact in float32, so this is the
-tensor cores' arithmetic); most CPUs have no bfloat16 instructions, and there PyTorch's bfloat16
-matmul runs 20 to 170 times slower than this.
+in float32. On a CPU the PyTorch layer step takes the bfloat16 products in float32 instead, on
+the exact float32 widening of the bfloat16 operands (:mod:`onss_tui.engine.bf16cpu`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch.nn import functional as F
 
+from onss_tui.engine.bf16cpu import matmul_dtype, widen
 from onss_tui.model.decoder import RESIDUAL, SKIP, Decoder
 from onss_tui.model.encoder import HOP
 from onss_tui.model.rng import uniform
+from onss_tui.vocab import KERNELS
 
-__all__ = ["PackedDecoder", "DecoderState", "Generation", "KERNELS", "check_kernels", "sample", "voice_bytes", "auto_batch"]
-
-# how a step runs: PyTorch ops, the fused kernels (model.kernels: 66 launches a step), or many
-# steps a launch for small batches (model.persistent)
-KERNELS = ("torch", "triton", "persistent")
+__all__ = ["PackedDecoder", "DecoderState", "Generation", "check_kernels", "sample", "voice_bytes", "auto_batch"]
 
 
 def check_kernels(kernels: str) -> str:
@@ -102,7 +98,7 @@ class DecoderState:
         return {"t": self.t, "start_taps": _snapshot(self.start_taps), "buffers": [_snapshot(b) for b in self.buffers]}
 
     @classmethod
-    def from_dict(cls, d: dict, device: torch.device) -> "DecoderState":
+    def from_dict(cls, d: dict, device: torch.device) -> DecoderState:
         return cls(int(d["t"]), d["start_taps"].to(device), [b.to(device) for b in d["buffers"]])
 
 
@@ -114,9 +110,9 @@ class PackedDecoder:
         dev = torch.device(device)
         cdt = compute_dtype
         if check_kernels(kernels) != "torch":
-            from onss_tui.model import kernels as fused
+            from onss_tui.engine.kernels import why_unavailable
 
-            why = fused.why_unavailable(dev)
+            why = why_unavailable(dev)
             if why:
                 raise RuntimeError(f"kernels {kernels!r} asked for, but {why}")
         self.device, self.compute_dtype, self.kernels = dev, cdt, kernels
@@ -160,12 +156,11 @@ class PackedDecoder:
         self.logits_b = f32(decoder.logits.bias)
         self.gate_width = decoder.dilated[0].out_channels
         # what the PyTorch layer step multiplies by: the weights themselves, or on a CPU below
-        # float32 their exact float32 widening (see the module docstring)
-        self.mm_dtype = torch.float32 if dev.type == "cpu" and kernels == "torch" else cdt
-        self.dil_mm = [w.to(self.mm_dtype) for w in self.dil_w]
-        self.rs_mm = [w.to(self.mm_dtype) for w in self.rs_w]
+        # float32 their exact float32 widening (engine.bf16cpu)
+        self.mm_dtype = matmul_dtype(dev, cdt) if kernels == "torch" else cdt
+        self.dil_mm, self.rs_mm = widen(self.dil_w, self.mm_dtype), widen(self.rs_w, self.mm_dtype)
         self._rs_all: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._persistent: dict = {}  # batch -> model.persistent.Persistent (its scratch)
+        self._persistent: dict = {}  # batch -> engine.persistent.Persistent (its scratch)
 
     def stacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All layers' weights as single tensors, for the persistent kernel: W_dil [n, 1536, 1024]
@@ -184,7 +179,7 @@ class PackedDecoder:
     def persistent(self, batch: int):
         """The persistent kernel's runner for ``batch`` voices (made once per batch)."""
         if batch not in self._persistent:
-            from onss_tui.model.persistent import Persistent
+            from onss_tui.engine.persistent import Persistent
 
             self._persistent[batch] = Persistent(self, batch)
         return self._persistent[batch]
@@ -194,7 +189,7 @@ class PackedDecoder:
         return list(self._persistent.values())
 
     def check(self) -> None:
-        """Raise :class:`~onss_tui.model.persistent.BarrierStall` if a persistent launch of this
+        """Raise :class:`~onss_tui.engine.persistent.BarrierStall` if a persistent launch of this
         decoder stalled (a no-op for the other layer steps; waits for the queued launches)."""
         for runner in self.persistent_runners():
             runner.check()
@@ -207,7 +202,8 @@ class PackedDecoder:
 
     # -- state ---------------------------------------------------------------------------------
     def fresh_state(self, batch: int) -> DecoderState:
-        bufs = [torch.zeros(2 * d, batch, RESIDUAL, device=self.device, dtype=self.compute_dtype) for d in self.dilations]
+        bufs = [torch.zeros(2 * d, batch, RESIDUAL, device=self.device, dtype=self.compute_dtype)
+                for d in self.dilations]
         return DecoderState(0, torch.zeros(2, batch, device=self.device), bufs)
 
     def condition(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,12 +297,12 @@ class PackedDecoder:
 
         return run
 
-    def _fused_step(self, state: "DecoderState", t: torch.Tensor, x_in: torch.Tensor,
+    def _fused_step(self, state: DecoderState, t: torch.Tensor, x_in: torch.Tensor,
                     cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """The same step as fused Triton kernels (:mod:`onss_tui.model.kernels`): two for the
+        """The same step as fused Triton kernels (:mod:`onss_tui.engine.kernels`): two for the
         start, two a layer, two for the head; ``t`` is the step, an int64 device scalar. Every
         state write is in place (capturable in a CUDA graph); ``state.t`` is left to the caller."""
-        from onss_tui.model import kernels as fused
+        from onss_tui.engine import kernels as fused
 
         cond_layers, cond_out = cond
         dtype = self.dil_w[0].dtype  # below float32, each layer's input is staged in it for the next gate
@@ -324,7 +320,7 @@ class PackedDecoder:
         """Sample step ``t`` (an int64 device scalar) in place: ``codes[:, t]`` <- the class drawn
         from ``logits`` at U(key, t), ``prev`` <- the next input. On the device, no host sync."""
         if self.kernels != "torch":
-            from onss_tui.model import kernels as fused
+            from onss_tui.engine import kernels as fused
 
             fused.sample(logits, keys, t, codes, prev)
             return
@@ -423,7 +419,7 @@ class Generation:
 
     def check(self) -> None:
         """Raise if the samples so far cannot be trusted (a persistent launch stalled: see
-        :mod:`onss_tui.model.persistent`). The saves call it; call it before using :attr:`codes`."""
+        :mod:`onss_tui.engine.persistent`). The saves call it; call it before using :attr:`codes`."""
         self.decoder.check()
 
     def state_dict(self) -> dict:
@@ -487,7 +483,7 @@ class Generation:
             for _, _, done in mine:
                 done.synchronize()
             if words:
-                from onss_tui.model.persistent import stalled
+                from onss_tui.engine.persistent import stalled
 
                 checked.synchronize()
                 for word, spins in words:

@@ -1,6 +1,6 @@
 """Generation with no host work per step, for the GPU.
 
-:class:`~onss_tui.model.fastgen.Generation` keeps the step counter on the host, which makes every
+:class:`~onss_tui.engine.fastgen.Generation` keeps the step counter on the host, which makes every
 step a string of small kernel launches decided by Python: on a GPU the launches, not the maths,
 set the pace (spec: ~5 ms per eager step at any batch). :class:`DeviceGeneration` produces the
 same samples, bit for bit, with everything a step needs resident on the device:
@@ -22,9 +22,9 @@ import warnings
 
 import torch
 
+from onss_tui.engine.fastgen import Generation, PackedDecoder
 from onss_tui.model.decoder import SKIP
 from onss_tui.model.encoder import HOP
-from onss_tui.model.fastgen import Generation, PackedDecoder
 
 __all__ = ["DeviceGeneration"]
 
@@ -81,7 +81,8 @@ class DeviceGeneration(Generation):
                 with torch.cuda.graph(graph):  # recorded only: nothing runs, the state is untouched
                     self._steps(self.chunk)
             except RuntimeError as exc:  # a driver or library that cannot capture: stay eager, same samples
-                warnings.warn(f"CUDA graph capture failed ({exc}); generating without graphs", RuntimeWarning)
+                warnings.warn(f"CUDA graph capture failed ({exc}); generating without graphs", RuntimeWarning,
+                              stacklevel=2)
                 self.graphs = False
                 self._steps(self.chunk)
                 return

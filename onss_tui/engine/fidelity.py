@@ -6,7 +6,8 @@ through the path generation takes: the one-step decoder with its ring buffers (`
     KL_t  = sum_k p32(k | x<t) * (log p32(k | x<t) - log p(k | x<t))     nats, per step
     top-1 = mean_t [argmax p(. | x<t) == argmax p32(. | x<t)]
 
-The bar for ``precision: auto`` is a mean KL of at most 0.01 nats per step (issue 6).
+The bar for ``precision: auto`` is a mean KL of at most 0.01 nats per step (issue 6); the choice
+itself is :func:`onss_tui.engine.auto.choose_precision`.
 """
 
 from __future__ import annotations
@@ -54,20 +55,3 @@ def fidelity(reference, model, audio: np.ndarray, enc: np.ndarray | None = None)
     want = reference.log_probs(audio, enc, mode="incremental")
     got = model.log_probs(audio, enc, mode="incremental")
     return compare(want, got, model.precision)
-
-
-def choose_precision(reference, audio: np.ndarray, candidates: tuple[str, ...] = ("bf16", "tf32"),
-                     samples: int | None = None) -> tuple[str, list[Fidelity]]:
-    """The fastest of ``candidates`` (fastest first) whose fidelity to fp32 meets the bar on this
-    device, measured on the first ``samples`` of ``audio`` (whole notes, encoded whole); fp32 when
-    none does. Returns the choice and what was measured."""
-    enc = reference.encode(audio)
-    audio = audio[:, :samples] if samples else audio
-    want = reference.log_probs(audio, enc, mode="incremental")
-    measured = []
-    for precision in candidates:
-        found = compare(want, reference.with_precision(precision).log_probs(audio, enc, mode="incremental"), precision)
-        measured.append(found)
-        if found.meets_bar:
-            return precision, measured
-    return "fp32", measured
