@@ -145,7 +145,7 @@ def test_programs_running_at_once_deal_the_tiles_wait_at_the_barriers_and_agree_
 
     def generation(programs):
         per = PackedDecoder(dec, DEVICE, kernels="persistent")
-        runner = per.persistent(2)
+        runner = per.layer_step.runner(2)
         runner.programs = programs
         if DEVICE.type == "cpu":  # waits took up to ~1,000 polls in threads; a fault there ends in seconds
             runner.spin_limit = 1 << 20  # (on a GPU the default: the binaries the other tests compiled)
@@ -170,7 +170,7 @@ def test_persistent_kernels_refuse_big_batches_and_a_missing_gpu(monkeypatch):
 
     per = PackedDecoder(decoder(layers=1), DEVICE, kernels="persistent")
     with pytest.raises(ValueError, match=f"up to {MAX_BATCH} voices"):
-        per.persistent(MAX_BATCH + 1)
+        per.layer_step.runner(MAX_BATCH + 1)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     if DEVICE.type == "cpu":
         with pytest.raises(RuntimeError, match="kernels 'persistent' asked for, but the fused kernels run on a CUDA"):
@@ -192,7 +192,7 @@ def test_the_persistent_kernel_compiles_for_hopper_as_a_cooperative_launch(monke
         monkeypatch.setenv("TRITON_INTERPRET", "1")  # a CPU decoder may ask for the kernels
         packed = PackedDecoder(decoder(layers=2), "cpu", dtype, kernels="persistent")
         gen = Generation(packed, enc(batch, frames=1), sound_keys(1, torch.arange(batch)))
-        packed.persistent(batch)  # made here (the interpreter's grid); launched with a GPU's tiles
+        packed.layer_step.runner(batch)  # made here (the interpreter's grid); launched with a GPU's tiles
         monkeypatch.setenv("TRITON_INTERPRET", "0")
         gen.advance(8)
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # as the rest of this process expects
@@ -224,7 +224,7 @@ def test_a_stalled_launch_ends_is_refused_and_the_last_sound_save_stays(tmp_path
     saver.wait()
     sound = gen.codes[:, :6].clone()
 
-    runner = per.persistent(2)
+    runner = per.layer_step.runner(2)
     runner.programs, runner.spin_limit = 2, 20  # program 1 runs only after program 0 has finished
     assert gen.advance(3) == 3  # it ends
     assert int(runner.bar) & STALLED

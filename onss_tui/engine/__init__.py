@@ -2,6 +2,7 @@
 
     fastgen      PackedDecoder (the weights laid out for one-sample steps), Generation (sampling
                  with ring buffers, saved and resumed bit-exactly), the batch and memory sizing
+    layerstep    how a step runs, chosen once: PyTorch ops, the fused kernels, or persistent
     graphgen     DeviceGeneration: the step counter on the device, chunks replayed as CUDA graphs
     kernels      the fused Triton kernels of a step (66 launches a step)
     persistent   many steps in one cooperative launch, for batches up to 64

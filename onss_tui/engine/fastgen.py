@@ -15,6 +15,9 @@ Sampling draws u = U(seed, sound id, t) from :mod:`onss_tui.model.rng` and takes
 class k = #{cdf < u} (numpy's searchsorted, as Magenta's ``sample_categorical``), clamped to 255.
 The fed-back input is (k - 128) / 128, which equals mu-law(inv_mu_law(k)) / 128 exactly.
 
+How a step runs (PyTorch ops, the fused Triton kernels, or many steps a launch) is the
+PackedDecoder's layer step (:mod:`onss_tui.engine.layerstep`), chosen once from ``kernels``.
+
 Precision: ``fp32``/``tf32`` keep everything in float32 (tf32 lets CUDA matmuls use TF32 cores);
 ``bf16`` stores weights and layer states in bfloat16 and multiplies in bfloat16 with float32
 accumulation, while the residual and skip sums, the gates, the conditioning and the softmax stay
@@ -26,14 +29,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch.nn import functional as F
 
-from onss_tui.engine.bf16cpu import matmul_dtype, widen
+from onss_tui.engine.layerstep import LAYER_STEPS, LayerStep, sample
 from onss_tui.model.decoder import RESIDUAL, SKIP, Decoder
 from onss_tui.model.encoder import HOP
-from onss_tui.model.rng import uniform
 from onss_tui.vocab import KERNELS
 
 __all__ = ["PackedDecoder", "DecoderState", "Generation", "check_kernels", "sample", "voice_bytes", "auto_batch"]
@@ -63,13 +66,6 @@ def auto_batch(free_bytes: int, per_voice: int, reserve: int = 2 << 30, cap: int
     return batch
 
 
-def sample(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Magenta's inverse-CDF rule: logits [B, 256], uniforms [B] -> classes [B, 1] (int64), the
-    count of CDF entries below u, clamped to 255 (float rounding can leave the CDF under 1)."""
-    cdf = torch.cumsum(torch.softmax(logits, -1), -1)  # [B, 256]
-    return torch.searchsorted(cdf, u[:, None]).clamp_(max=255)
-
-
 def _snapshot(t: torch.Tensor) -> torch.Tensor:
     """A CPU copy that later steps cannot change (``.cpu()`` of a CPU tensor is the tensor itself)."""
     return t.to("cpu", copy=True)
@@ -84,6 +80,18 @@ def _taps(conv: torch.nn.Conv1d) -> torch.Tensor:
 def _matrix(conv: torch.nn.Conv1d) -> torch.Tensor:
     """1x1 conv weight [Cout, Cin, 1] -> [Cin, Cout]."""
     return conv.weight.detach()[:, :, 0].T
+
+
+def _bias(conv: torch.nn.Conv1d) -> torch.Tensor:
+    """A convolution's bias [Cout] (every convolution of NSynth's decoder has one)."""
+    if conv.bias is None:
+        raise ValueError(f"{conv} has no bias: not a layer of NSynth's decoder")
+    return conv.bias
+
+
+def _convs(layers: torch.nn.ModuleList) -> list[torch.nn.Conv1d]:
+    """The decoder's per-layer convolutions (a ModuleList's items, typed as what they are)."""
+    return [cast(torch.nn.Conv1d, conv) for conv in layers]
 
 
 @dataclass
@@ -103,20 +111,21 @@ class DecoderState:
 
 
 class PackedDecoder:
-    """The decoder's weights rearranged for one-sample steps, on one device, in one precision."""
+    """The decoder's weights rearranged for one-sample steps, on one device, in one precision, and
+    the layer step that runs them (``kernels``: :mod:`onss_tui.engine.layerstep`)."""
 
     def __init__(self, decoder: Decoder, device: torch.device | str = "cpu", compute_dtype: torch.dtype = torch.float32,
                  kernels: str = "torch"):
         dev = torch.device(device)
         cdt = compute_dtype
-        if check_kernels(kernels) != "torch":
-            from onss_tui.engine.kernels import why_unavailable
-
-            why = why_unavailable(dev)
-            if why:
-                raise RuntimeError(f"kernels {kernels!r} asked for, but {why}")
+        step = LAYER_STEPS[check_kernels(kernels)]
+        why = step.why_unavailable(dev)
+        if why:
+            raise RuntimeError(f"kernels {kernels!r} asked for, but {why}")
         self.device, self.compute_dtype, self.kernels = dev, cdt, kernels
-        self.dilations = [conv.dilation[0] for conv in decoder.dilated]
+        dilated, cond_map, res, skip = (_convs(m) for m in (decoder.dilated, decoder.cond_map, decoder.res,
+                                                             decoder.skip))
+        self.dilations: list[int] = [conv.dilation[0] for conv in dilated]
         n = len(self.dilations)
 
         def f32(t: torch.Tensor) -> torch.Tensor:
@@ -127,40 +136,37 @@ class PackedDecoder:
 
         # startconv: 1 input channel, so its taps are three row vectors [3, 512]
         self.start_w = f32(decoder.startconv.weight[:, 0, :].T)  # [3, 512]
-        self.start_b = f32(decoder.startconv.bias)  # [512]
+        self.start_b = f32(_bias(decoder.startconv))  # [512]
         self.skip_start_w = f32(_matrix(decoder.skip_start))  # [512, 256]
-        self.skip_start_b = f32(decoder.skip_start.bias)
-        self.dil_all = low(torch.stack([_taps(c) for c in decoder.dilated]))  # [n, 1536, 1024]
+        self.skip_start_b = f32(_bias(decoder.skip_start))
+        self.dil_all = low(torch.stack([_taps(c) for c in dilated]))  # [n, 1536, 1024]
         self.dil_w = list(self.dil_all.unbind(0))  # n x [1536, 1024], views
         # res_i and skip_i read the same gate output: one [512, 768] matrix (skip only for the last layer)
-        self.rs_w, self.rs_b = [], []
+        self.rs_w: list[torch.Tensor] = []
+        self.rs_b: list[torch.Tensor] = []
         for i in range(n):
             if i < n - 1:
-                self.rs_w.append(low(torch.cat([_matrix(decoder.res[i]), _matrix(decoder.skip[i])], 1)))
-                self.rs_b.append(f32(torch.cat([decoder.res[i].bias, decoder.skip[i].bias])))
+                self.rs_w.append(low(torch.cat([_matrix(res[i]), _matrix(skip[i])], 1)))
+                self.rs_b.append(f32(torch.cat([_bias(res[i]), _bias(skip[i])])))
             else:
-                self.rs_w.append(low(_matrix(decoder.skip[i])))
-                self.rs_b.append(f32(decoder.skip[i].bias))
+                self.rs_w.append(low(_matrix(skip[i])))
+                self.rs_b.append(f32(_bias(skip[i])))
         # all conditioning in one matmul per frame: [16, n*1024 + 256], biases folded in
         self.cond_w = f32(
-            torch.cat([_matrix(c) for c in decoder.cond_map] + [_matrix(decoder.cond_map_out1)], 1)
+            torch.cat([_matrix(c) for c in cond_map] + [_matrix(decoder.cond_map_out1)], 1)
         )
         self.cond_b = f32(
             torch.cat(
-                [c.bias + d.bias for c, d in zip(decoder.cond_map, decoder.dilated)]
-                + [decoder.cond_map_out1.bias + decoder.out1.bias]
+                [_bias(c) + _bias(d) for c, d in zip(cond_map, dilated)]
+                + [_bias(decoder.cond_map_out1) + _bias(decoder.out1)]
             )
         )
         self.out1_w = f32(_matrix(decoder.out1))  # [256, 256]
         self.logits_w = f32(_matrix(decoder.logits))  # [256, 256]
-        self.logits_b = f32(decoder.logits.bias)
-        self.gate_width = decoder.dilated[0].out_channels
-        # what the PyTorch layer step multiplies by: the weights themselves, or on a CPU below
-        # float32 their exact float32 widening (engine.bf16cpu)
-        self.mm_dtype = matmul_dtype(dev, cdt) if kernels == "torch" else cdt
-        self.dil_mm, self.rs_mm = widen(self.dil_w, self.mm_dtype), widen(self.rs_w, self.mm_dtype)
+        self.logits_b = f32(_bias(decoder.logits))
+        self.gate_width = dilated[0].out_channels
         self._rs_all: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._persistent: dict = {}  # batch -> engine.persistent.Persistent (its scratch)
+        self.layer_step: LayerStep = step(self)  # torch, triton or persistent, for good
 
     def stacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All layers' weights as single tensors, for the persistent kernel: W_dil [n, 1536, 1024]
@@ -176,23 +182,10 @@ class PackedDecoder:
             self._rs_all = w, b
         return (self.dil_all, *self._rs_all)
 
-    def persistent(self, batch: int):
-        """The persistent kernel's runner for ``batch`` voices (made once per batch)."""
-        if batch not in self._persistent:
-            from onss_tui.engine.persistent import Persistent
-
-            self._persistent[batch] = Persistent(self, batch)
-        return self._persistent[batch]
-
-    def persistent_runners(self) -> list:
-        """The persistent kernel's runners made so far (one per batch size)."""
-        return list(self._persistent.values())
-
     def check(self) -> None:
         """Raise :class:`~onss_tui.engine.persistent.BarrierStall` if a persistent launch of this
         decoder stalled (a no-op for the other layer steps; waits for the queued launches)."""
-        for runner in self.persistent_runners():
-            runner.check()
+        self.layer_step.check()
 
     @property
     def receptive_field(self) -> int:
@@ -214,28 +207,9 @@ class PackedDecoder:
 
     # -- one step ------------------------------------------------------------------------------
     def step(self, state: DecoderState, x_in: torch.Tensor, cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """Feed x_in [B] (the previous sample as q / 128) at step state.t; return logits [B, 256] fp32.
-
-        The ring-buffer slots come from the host's step counter (plain indexing)."""
-        t = state.t
-
-        def start_taps() -> tuple[torch.Tensor, torch.Tensor]:
-            x2, x1 = state.start_taps[t % 2].clone(), state.start_taps[(t + 1) % 2]
-            state.start_taps[t % 2] = x_in  # (after the copy: x2 was that row)
-            return x2, x1
-
-        def taps(i: int, now: torch.Tensor) -> torch.Tensor:
-            buf, d = state.buffers[i], self.dilations[i]  # [2d, B, 512]
-            slot = t % (2 * d)
-            stacked = torch.cat([buf[slot], buf[(t + d) % (2 * d)], now], 1)  # a copy, taken before the write
-            buf[slot] = now
-            return stacked
-
-        if self.kernels != "torch":  # the fused kernels read the counter from the device
-            logits = self.step_on_device(state, torch.tensor(t, dtype=torch.int64, device=self.device), x_in, cond)
-        else:
-            logits = self._step(x_in, start_taps, self._torch_layers(taps), cond)
-        state.t = t + 1
+        """Feed x_in [B] (the previous sample as q / 128) at step state.t; return logits [B, 256] fp32."""
+        logits = self.layer_step.step(state, x_in, cond)
+        state.t += 1
         return logits
 
     def step_on_device(self, state: DecoderState, t: torch.Tensor, x_in: torch.Tensor,
@@ -243,90 +217,13 @@ class PackedDecoder:
         """The same step with the counter ``t`` an int64 device scalar: every slot is computed on
         the device and every write is in place, so the step can be captured in a CUDA graph and
         replayed with no host work. ``state.t`` is left to the caller."""
-        one = t.view(1)
-
-        def start_taps() -> tuple[torch.Tensor, torch.Tensor]:
-            buf = state.start_taps  # [2, B]
-            x2, x1 = buf.index_select(0, one % 2)[0], buf.index_select(0, (one + 1) % 2)[0]  # copies
-            buf.index_copy_(0, one % 2, x_in[None])
-            return x2, x1
-
-        def taps(i: int, now: torch.Tensor) -> torch.Tensor:
-            buf, d = state.buffers[i], self.dilations[i]
-            slot = one % (2 * d)
-            stacked = torch.cat([buf.index_select(0, slot)[0], buf.index_select(0, (one + d) % (2 * d))[0], now], 1)
-            buf.index_copy_(0, slot, now[None])
-            return stacked
-
-        if self.kernels == "triton":
-            return self._fused_step(state, t, x_in, cond)
-        if self.kernels == "persistent":  # one teacher-forced step (its logits: a copy, the scratch is reused)
-            return self.persistent(x_in.shape[0]).run(state, t, 1, cond, forced=x_in[None]).clone()
-        return self._step(x_in, start_taps, self._torch_layers(taps), cond)
-
-    def _step(self, x_in: torch.Tensor, start_taps, layers, cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """One step. ``start_taps()`` -> the inputs at t-2, t-1 (and stores x_in); ``layers(l, skip,
-        cond_layers)`` runs the 30 gated layers (storing each layer's input in its ring buffer) and
-        returns the skip sum."""
-        cond_layers, cond_out = cond
-        x2, x1 = start_taps()  # startconv over the scalar input stream: taps (t-2, t-1, t)
-        l = x2[:, None] * self.start_w[0] + x1[:, None] * self.start_w[1] + x_in[:, None] * self.start_w[2]
-        l = l + self.start_b  # [B, 512] fp32
-        skip = torch.addmm(self.skip_start_b, l, self.skip_start_w)  # [B, 256] fp32
-        skip = layers(l, skip, cond_layers)
-        s = F.relu(F.relu(skip) @ self.out1_w + cond_out)  # [B, 256]
-        return torch.addmm(self.logits_b, s, self.logits_w)  # [B, 256]
-
-    def _torch_layers(self, taps):
-        """The layer stack in PyTorch ops; ``taps(i, now)`` -> layer i's inputs at t-2d, t-d and t
-        stacked [B, 1536] (and stores ``now``)."""
-        cdt, mdt = self.compute_dtype, self.mm_dtype  # stored / rounded to; multiplied in
-        last = len(self.dilations) - 1
-
-        def run(l: torch.Tensor, skip: torch.Tensor, cond_layers: torch.Tensor) -> torch.Tensor:
-            for i in range(len(self.dilations)):
-                z = (taps(i, l.to(cdt)).to(mdt) @ self.dil_mm[i]).float() + cond_layers[:, i]  # [B, 1024]
-                g = torch.sigmoid(z[:, :RESIDUAL]) * torch.tanh(z[:, RESIDUAL:])  # [B, 512]
-                rs = (g.to(cdt).to(mdt) @ self.rs_mm[i]).float() + self.rs_b[i]  # [B, 768] (or [B, 256] last)
-                if i < last:
-                    l = l + rs[:, :RESIDUAL]
-                    skip = skip + rs[:, RESIDUAL:]
-                else:
-                    skip = skip + rs
-            return skip
-
-        return run
-
-    def _fused_step(self, state: DecoderState, t: torch.Tensor, x_in: torch.Tensor,
-                    cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """The same step as fused Triton kernels (:mod:`onss_tui.engine.kernels`): two for the
-        start, two a layer, two for the head; ``t`` is the step, an int64 device scalar. Every
-        state write is in place (capturable in a CUDA graph); ``state.t`` is left to the caller."""
-        from onss_tui.engine import kernels as fused
-
-        cond_layers, cond_out = cond
-        dtype = self.dil_w[0].dtype  # below float32, each layer's input is staged in it for the next gate
-        lq = None if dtype == torch.float32 else x_in.new_empty(x_in.shape[0], self.dil_w[0].shape[0] // 3, dtype=dtype)
-        l, skip = fused.start(state.start_taps, t, x_in, self.start_w, self.start_b, self.skip_start_w,
-                              self.skip_start_b, lq=lq)  # [B, 512], [B, 256]
-        last = len(self.dilations) - 1
-        for i, d in enumerate(self.dilations):  # l, lq and skip are updated in place
-            fused.layer(state.buffers[i], t, l, self.dil_w[i], cond_layers[:, i], self.rs_w[i], self.rs_b[i], skip, d,
-                        residual=i < last, lq=lq)
-        return fused.head(skip, self.out1_w, cond_out, self.logits_w, self.logits_b)  # [B, 256]
+        return self.layer_step.step_on_device(state, t, x_in, cond)
 
     def draw(self, logits: torch.Tensor, keys: torch.Tensor, t: torch.Tensor, codes: torch.Tensor,
              prev: torch.Tensor) -> None:
         """Sample step ``t`` (an int64 device scalar) in place: ``codes[:, t]`` <- the class drawn
         from ``logits`` at U(key, t), ``prev`` <- the next input. On the device, no host sync."""
-        if self.kernels != "torch":
-            from onss_tui.engine import kernels as fused
-
-            fused.sample(logits, keys, t, codes, prev)
-            return
-        k = sample(logits, uniform(keys, t))  # [B, 1]
-        codes.index_copy_(1, t.view(1), k.to(torch.uint8))
-        prev.copy_((k[:, 0].to(torch.float32) - 128.0) / 128.0)
+        self.layer_step.draw(logits, keys, t, codes, prev)
 
     # -- teacher forcing -----------------------------------------------------------------------
     @torch.no_grad()
@@ -338,13 +235,12 @@ class PackedDecoder:
         state = self.fresh_state(batch)
         out = torch.empty(batch, length, 256, dtype=torch.float32)
         prev = torch.zeros(batch, device=self.device)
-        cond = None
-        for t in range(length):
-            if t % HOP == 0:
-                cond = self.condition(enc[:, t // HOP])
-            logits = self.step(state, prev, cond)
-            out[:, t] = torch.log_softmax(logits, -1).cpu()
-            prev = x_scaled[:, t]
+        for start in range(0, length, HOP):  # a frame at a time: its conditioning, its steps
+            cond = self.condition(enc[:, start // HOP])
+            for t in range(start, min(start + HOP, length)):
+                logits = self.step(state, prev, cond)
+                out[:, t] = torch.log_softmax(logits, -1).cpu()
+                prev = x_scaled[:, t]
         self.check()
         return out
 
@@ -365,7 +261,8 @@ class Generation:
         self.state = decoder.fresh_state(batch)
         self.codes = torch.zeros(batch, self.total, dtype=torch.uint8, device=decoder.device)  # classes k
         self.prev = torch.zeros(batch, device=decoder.device)  # fed input for the next step
-        self._cond = None
+        # the current frame's conditioning (cond_layers [B, n, 1024], cond_out [B, 256]): none yet
+        self._cond: tuple[torch.Tensor, torch.Tensor] = (torch.empty(0), torch.empty(0))
         self._cond_frame = -1
         self._host_parts: list = []  # (end column, pinned host copy, its CUDA event): compact_state_later
         self._copy_stream: torch.cuda.Stream | None = None  # made by the first compact_state_later on a GPU
@@ -388,34 +285,8 @@ class Generation:
             if t // HOP != self._cond_frame:
                 self._cond_frame = t // HOP
                 self._cond = dec.condition(self.enc[:, self._cond_frame])
-            if dec.kernels == "persistent":  # up to the end of the frame in one launch
-                n = min(steps - made, HOP - t % HOP, self.total - t)
-                self._persistent_steps(torch.tensor(t, dtype=torch.int64, device=dec.device), n)
-                self.state.t = t + n
-                made += n
-                continue
-            if dec.kernels == "triton":  # the fused step and sampler read the counter from the device
-                at = torch.tensor(t, dtype=torch.int64, device=dec.device)
-                logits = dec.step_on_device(self.state, at, self.prev, self._cond)
-                self.state.t = t + 1
-                dec.draw(logits, self.keys, at, self.codes, self.prev)
-            else:
-                logits = dec.step(self.state, self.prev, self._cond)
-                k = sample(logits, uniform(self.keys, t))[:, 0]  # [B]
-                self.codes[:, t] = k.to(torch.uint8)
-                self.prev = (k.to(torch.float32) - 128.0) / 128.0
-            made += 1
+            made += dec.layer_step.generate(self, steps - made)  # within the frame
         return made
-
-    def _persistent_steps(self, t: torch.Tensor, n: int, forced: torch.Tensor | None = None) -> None:
-        """``n`` steps from the device step ``t`` in one persistent launch, within the current
-        frame (``t`` unchanged): sampled, or fed ``forced`` [B, n] without the head (the replay
-        that rebuilds a state)."""
-        runner = self.decoder.persistent(self.prev.shape[0])
-        if forced is None:
-            runner.run(self.state, t, n, self._cond, prev=self.prev, keys=self.keys, codes=self.codes)
-        else:
-            runner.run(self.state, t, n, self._cond, forced=forced.T, head=False)
 
     def check(self) -> None:
         """Raise if the samples so far cannot be trusted (a persistent launch stalled: see
@@ -450,8 +321,8 @@ class Generation:
         the copy and builds the state. (Later steps only write later columns of the codes, so
         the columns being copied stay as they are.) On a CPU the state is taken at once."""
         if self.codes.device.type != "cuda":
-            state = self.compact_state()
-            return lambda: state
+            now = self.compact_state()
+            return lambda: now
         t, dev = self.state.t, self.codes.device
         if self._copy_stream is None:
             self._copy_stream = torch.cuda.Stream(dev)
@@ -469,7 +340,7 @@ class Generation:
         mine = list(parts)
         keys, total = _snapshot(self.keys), self.total
         words = []  # the persistent launches' barrier words, behind the same steps: were they all sound?
-        runners = self.decoder.persistent_runners()
+        runners = self.decoder.layer_step.runners()
         if runners:
             with torch.cuda.stream(side):
                 for runner in runners:
@@ -479,7 +350,7 @@ class Generation:
                 checked = torch.cuda.Event()
                 checked.record(side)
 
-        def state() -> dict:
+        def build() -> dict:
             for _, _, done in mine:
                 done.synchronize()
             if words:
@@ -491,7 +362,7 @@ class Generation:
             codes = torch.cat([h for _, h, _ in mine], 1) if mine else torch.zeros(len(keys), 0, dtype=torch.uint8)
             return {"t": t, "codes": codes, "keys": keys, "total": total}
 
-        return state
+        return build
 
     def load_state_dict(self, d: dict) -> None:
         """Continue from a :meth:`state_dict` or a :meth:`compact_state`. Copies into the existing
@@ -520,9 +391,8 @@ class Generation:
         """The decoder state at step t from the samples before it (see :meth:`compact_state`)."""
         if codes.shape != (self.codes.shape[0], t) or not 0 <= t <= self.total:
             raise ValueError("saved generator state does not match this batch")
-        dev = self.decoder.device
         self.codes.zero_()
-        self.codes[:, :t] = codes.to(dev)
+        self.codes[:, :t] = codes.to(self.decoder.device)
         self.state.start_taps.zero_()
         for buf in self.state.buffers:
             buf.zero_()
@@ -534,13 +404,7 @@ class Generation:
         while s < t:
             if s // HOP != self._cond_frame:
                 self._set_condition(s // HOP)
-            if self.decoder.kernels == "persistent":  # to the end of the frame in one launch, no head
-                n = min(t - s, HOP - s % HOP)
-                self._persistent_steps(torch.tensor(s, dtype=torch.int64, device=dev), n, forced=fed[:, s:s + n])
-                self.state.t = s = s + n
-                continue
-            self._replay_step(fed[:, s])
-            s += 1
+            s += self.decoder.layer_step.replay(self, s, t, fed)  # teacher-forced, within the frame
         self.prev.copy_(fed[:, t])
         self._cond_frame = -1
 
@@ -549,4 +413,5 @@ class Generation:
         self._cond_frame = frame
 
     def _replay_step(self, x_in: torch.Tensor) -> None:
+        """One teacher-forced step of a rebuild, through the step :meth:`advance` takes."""
         self.decoder.step(self.state, x_in, self._cond)

@@ -50,19 +50,11 @@ class DeviceGeneration(Generation):
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warm = False  # the first whole chunk on a GPU runs eagerly on a side stream
 
-    # -- one step, nothing from the host -------------------------------------------------------
-    def _device_step(self) -> None:
-        logits = self.decoder.step_on_device(self.state, self.t_dev, self.prev, self._cond)
-        self.decoder.draw(logits, self.keys, self.t_dev, self.codes, self.prev)  # codes[:, t], prev
-        self.t_dev.add_(1)
-
+    # -- steps, nothing from the host ----------------------------------------------------------
     def _steps(self, n: int) -> None:
-        if self.decoder.kernels == "persistent":  # n steps, one launch
-            self._persistent_steps(self.t_dev, n)
-            self.t_dev.add_(n)
-            return
-        for _ in range(n):
-            self._device_step()
+        """``n`` steps from ``t_dev`` (which they advance), as the layer step takes them: one by one,
+        or (persistent) in one launch."""
+        self.decoder.layer_step.device_steps(self, n)
 
     def _chunk_on_gpu(self) -> None:
         """One chunk: the first runs eagerly on a side stream (the warm-up a capture needs, and real
