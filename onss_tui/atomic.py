@@ -15,7 +15,24 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "fsync_dir"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "fsync_dir", "TEMP_SUFFIXES",
+           "umask_mode"]
+
+TEMP_SUFFIXES = (".tmp", ".part")  # what onss's unfinished files end in (``.<name>.<random><suffix>``)
+
+
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` as the process's umask lets a new file have it (read without changing the umask)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return mode & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)  # no /proc: read it by setting it (and put it back at once)
+    os.umask(old)
+    return mode & ~old
 
 
 def fsync_dir(path: Path) -> None:
@@ -38,6 +55,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode())  # mkstemp makes it 0600; what a user keeps follows the umask
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from onss_tui.atomic import atomic_save_npy
+from onss_tui.signals import deferred
 
 LOWPASS_HZ = 5850.0
 SAMPLE_RATE = 16000
@@ -49,10 +50,11 @@ def normalize(audio_int16: np.ndarray, dbfs: float) -> np.ndarray:
 def mp3_round_trip(audio: np.ndarray) -> np.ndarray:
     """float [-1, 1] at 16 kHz -> MPEG-2 Layer III 24 kbps CBR -> float32 (decoder delay kept)."""
     buf = io.BytesIO()
-    sf.write(buf, np.asarray(audio, np.float32), SAMPLE_RATE, format="MP3", subtype="MPEG_LAYER_III",
-             compression_level=0.9, bitrate_mode="CONSTANT")
-    buf.seek(0)
-    out, _ = sf.read(buf, dtype="float32")
+    with deferred():  # libsndfile calls back into Python here: a ctrl+c must not land inside
+        sf.write(buf, np.asarray(audio, np.float32), SAMPLE_RATE, format="MP3", subtype="MPEG_LAYER_III",
+                 compression_level=0.9, bitrate_mode="CONSTANT")
+        buf.seek(0)
+        out, _ = sf.read(buf, dtype="float32")
     return out
 
 
@@ -79,7 +81,7 @@ def clean_sound(audio_int16: np.ndarray, mode: str, dbfs: float) -> np.ndarray:
 
 
 def clean_shard(src, dst, mode: str, dbfs: float) -> None:
-    audio = np.load(src)
+    audio = np.load(src)  # (the stage checks it against its done marker first)
     cleaned = [clean_sound(a, mode, dbfs) for a in audio]
     length = max(len(c) for c in cleaned)
     out = np.zeros((len(cleaned), length), dtype=np.int16)

@@ -21,7 +21,28 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from onss_tui.vocab import Engine, RunStatus, StageStatus
 
-__all__ = ["StageState", "RunState", "Sound", "SOUNDS", "PAD_ROWS", "Event", "EventReader"]
+__all__ = ["FileDigest", "DoneMarker", "StageState", "RunState", "Sound", "SOUNDS", "PAD_ROWS", "Event",
+           "EventReader"]
+
+
+class FileDigest(BaseModel):
+    """What a file held when onss wrote (or read) it: its size and content hash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int
+    sha256: str
+
+
+class DoneMarker(BaseModel):
+    """``<output>.done``: certifies that its output was written completely, and what it held. A
+    marker whose output is missing or differs (size, then checksum) certifies nothing."""
+
+    model_config = ConfigDict(extra="allow")
+
+    t: float  # when the output was finished (Unix time)
+    size: int
+    sha256: str
 
 
 class StageState(BaseModel):
@@ -34,6 +55,11 @@ class StageState(BaseModel):
     at: float | None = None  # when the status last changed (Unix time)
     seconds: float | None = None  # how long the stage took, once done
     error: str | None = None  # why it failed, in words
+    # what it consumed: one digest of the recipe, the earlier stages' outputs and (prepare) the
+    # input notes; recorded when the stage starts, so a rerun knows its partial work is stale
+    consumed: str | None = None
+    sources: dict[str, FileDigest] | None = None  # prepare: each input note file read (absolute path)
+    produced: dict[str, FileDigest] | None = None  # once done: each output (path in the run folder)
 
     def info(self) -> dict[str, Any]:
         """The stage's own counts (the extra fields)."""
@@ -117,7 +143,7 @@ class EventReader:
                 try:
                     record = json.loads(line)
                     Event.model_validate(record)
-                except (json.JSONDecodeError, ValidationError):
+                except (ValueError, ValidationError):  # not JSON, not UTF-8, not an event: not ours to trust
                     continue
                 out.append(record)
         return sorted(out, key=lambda e: e["t"])

@@ -19,7 +19,7 @@ __all__ = ["rows_shard", "build_pads"]
 
 
 def rows_shard(src: Path, dst: Path, onset_search: float | None = 0.25) -> None:
-    cleaned = np.load(src)
+    cleaned = np.load(src)  # (the stage checks it against its done marker first)
     atomic_save_npy(dst, np.stack([post_process(a, onset_search=onset_search)[0] for a in cleaned]))
 
 
@@ -27,13 +27,13 @@ def build_pads(pad_rows: dict[str, list[int]], shards: list[dict], rows_dir: Pat
                done_dir: Path, progress=None) -> int:
     """Write every pad not yet done; returns how many were written."""
     starts = np.array([s["start"] for s in shards])
-    arrays = {s["id"]: np.load(rows_dir / f"rows-{s['id']:05d}.npy", mmap_mode="r") for s in shards}
+    arrays = {s["id"]: np.load(RunDir.checked(rows_dir / f"rows-{s['id']:05d}.npy"), mmap_mode="r") for s in shards}
     done_dir.mkdir(parents=True, exist_ok=True)
     written = 0
     for k, (name, rows) in enumerate(sorted(pad_rows.items())):
         pad = pads_dir / f"{name}.bin"
-        marker = done_dir / f"{name}.bin"
-        if RunDir.is_done(marker) and pad.is_file() and pad.stat().st_size == len(rows) * ROW_LENGTH * 2:
+        marker = done_dir / f"{name}.bin.done"  # (pads/ holds nothing but finished pads)
+        if pad.is_file() and pad.stat().st_size == len(rows) * ROW_LENGTH * 2 and RunDir.is_done(pad, marker):
             continue
 
         def gather(rows=rows):
@@ -43,8 +43,7 @@ def build_pads(pad_rows: dict[str, list[int]], shards: list[dict], rows_dir: Pat
                 yield arrays[shard["id"]][sound - shard["start"]]
 
         write_pad(pad, gather(), len(rows))
-        marker.touch()
-        RunDir.mark_done(marker, rows=len(rows))
+        RunDir.mark_done(pad, marker, rows=len(rows))
         written += 1
         if progress:
             progress(k + 1, len(pad_rows))

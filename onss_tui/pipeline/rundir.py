@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from onss_tui.atomic import atomic_write_text
-from onss_tui.pipeline.files import PAD_ROWS, SOUNDS, Event, EventReader, RunState, Sound
+from onss_tui.pipeline.files import PAD_ROWS, SOUNDS, DoneMarker, Event, EventReader, RunState, Sound
 
 if TYPE_CHECKING:
     from onss_tui.pipeline.plan import RunPlan
@@ -75,6 +75,17 @@ class RunDir:
             return RunState.model_validate_json(self.state_path.read_bytes())
         except (OSError, ValueError):
             return RunState()
+
+    def state_damaged(self) -> bool:
+        """True when state.json exists but cannot be read as a RunState (a rerun rebuilds it from
+        the files: every output's done marker still certifies it)."""
+        try:
+            RunState.model_validate_json(self.state_path.read_bytes())
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError):
+            return True
+        return False
 
     def update_state(self, stages: dict[str, dict[str, Any]] | None = None, **changes: Any) -> RunState:
         state = self.state()
@@ -132,13 +143,62 @@ class RunDir:
         return EventReader(self.path, streams)
 
     # -- done markers --------------------------------------------------------------------------
+    # ``<output>.done`` (or ``marker``) is written after its output, atomically, and records the
+    # output's size and SHA-256: it certifies that output only while the output still matches.
     @staticmethod
-    def is_done(output: Path) -> bool:
-        return output.with_name(output.name + ".done").is_file() and output.exists()
+    def marker_path(output: Path, marker: Path | None = None) -> Path:
+        return marker if marker is not None else output.with_name(output.name + ".done")
 
     @staticmethod
-    def mark_done(output: Path, **info: Any) -> None:
-        atomic_write_text(output.with_name(output.name + ".done"), json.dumps({"t": time.time(), **info}))
+    def done_marker(output: Path, marker: Path | None = None) -> DoneMarker | None:
+        """The marker of ``output``, or None (absent, unreadable, or of an older onss: no checksum)."""
+        try:
+            return DoneMarker.model_validate_json(RunDir.marker_path(output, marker).read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def is_done(output: Path, marker: Path | None = None) -> bool:
+        """True when ``output`` is finished: its marker exists and the file matches it (size, then checksum)."""
+        return RunDir.damage(output, marker) is None
+
+    @staticmethod
+    def damage(output: Path, marker: Path | None = None) -> str | None:
+        """None when ``output`` is certified by its marker; otherwise what is wrong, in words."""
+        from onss_tui.pipeline.integrity import digest_file
+
+        record = RunDir.done_marker(output, marker)
+        if record is None:
+            return "not finished (no done marker)"
+        try:
+            size = output.stat().st_size
+            if size != record.size:
+                return f"damaged: {size:,} bytes, {record.size:,} when it was finished"
+            if digest_file(output).sha256 != record.sha256:
+                return "damaged: its content changed after it was finished"
+        except OSError as exc:
+            return f"missing or unreadable ({exc.strerror})"
+        return None
+
+    @staticmethod
+    def checked(output: Path, marker: Path | None = None) -> Path:
+        """``output``, for a later stage to read, once its marker certifies it; otherwise its marker
+        is removed (so the stage that makes it makes it again) and a RunError says so."""
+        why = RunDir.damage(output, marker)
+        if why is not None:
+            from onss_tui.pipeline.context import RunError
+
+            RunDir.marker_path(output, marker).unlink(missing_ok=True)
+            raise RunError(f"{output}: {why}. It will be made again: run again to resume.")
+        return output
+
+    @staticmethod
+    def mark_done(output: Path, marker: Path | None = None, **info: Any) -> None:
+        from onss_tui.pipeline.integrity import digest_file
+
+        digest = digest_file(output)
+        record = DoneMarker(t=time.time(), size=digest.size, sha256=digest.sha256, **info)
+        atomic_write_text(RunDir.marker_path(output, marker), record.model_dump_json())
 
     # -- the lock ------------------------------------------------------------------------------
     @contextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,14 +20,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from onss_tui.atomic import atomic_write_text
+from onss_tui.atomic import TEMP_SUFFIXES, atomic_write_text
+from onss_tui.pipeline import integrity
 from onss_tui.pipeline import plan as planning
 from onss_tui.pipeline.context import RunError, StageContext
+from onss_tui.pipeline.files import FileDigest, StageState
 from onss_tui.pipeline.grid import plan_sounds, stage_bytes
 from onss_tui.pipeline.rundir import STAGES, RunDir
 from onss_tui.recipe import Recipe, load_recipe, parse_recipe, recipe_yaml
 
-__all__ = ["RunError", "Runner", "resolved_recipe", "run_dir_of", "start_detached"]
+__all__ = ["RunError", "Runner", "Stopped", "stop_on_signals", "resolved_recipe", "run_dir_of", "start_detached",
+           "ONSS_NAMES"]
+
+# what onss itself puts in a run folder (anything else there is the user's)
+ONSS_NAMES = frozenset({*STAGES, "pads", "events", "logs", "state.json", "recipe.yaml", "plan.json", "settings.json",
+                        "lock"})
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) to the supervisor: the run stops as on ctrl+c, workers first."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -114,6 +130,11 @@ class Runner:
                            "files with your notes. Set 'output' to a folder outside 'inputs'.")
         if out.exists() and not out.is_dir():
             raise RunError(f"{out}: exists and is not a folder. Set 'output' to a folder.")
+        foreign = self._foreign_files()
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise RunError(f"{out}: holds files onss did not write ({shown}); a run folder is onss's alone, and "
+                           "nothing in it was touched. Set 'output' to a new or empty folder (e.g. 'run').")
         if not create:
             return
         try:
@@ -134,7 +155,7 @@ class Runner:
 
     def execute(self) -> Path:
         self._check_paths()
-        with self.run.lock():
+        with self.run.lock(), stop_on_signals():
             self._sweep_temp_files()
             self._check_recipe()
             self.preflight()
@@ -143,37 +164,97 @@ class Runner:
             from onss_tui.pipeline.stages import STAGE_FUNCTIONS
 
             ctx = self.context()
+            recipe_sha = planning.recipe_digest(self.recipe)
+            sources = integrity.note_sources(self.recipe)
+            earlier: dict[str, dict[str, FileDigest]] = {}
             try:
                 for stage in STAGES:
-                    if self.run.stage_status(stage) == "done":
-                        self.emit("supervisor", "stage_skip", stage=stage)
-                        continue
-                    self._run_stage(ctx, stage, STAGE_FUNCTIONS[stage])
+                    st = self.run.state().stage(stage)
+                    consumed = integrity.consumed_digest(recipe_sha, earlier, sources if stage == "prepare" else None)
+                    if st.status == "done":
+                        stale = integrity.check_stage(self.run, st, consumed)
+                        if stale is None:
+                            self.emit("supervisor", "stage_skip", stage=stage)
+                            earlier[stage] = st.produced or {}
+                            continue
+                        self._redo(stage, st, stale, sources)
+                    elif st.consumed is not None and st.consumed != consumed:  # partial work from other inputs
+                        self._redo(stage, st, integrity.Stale("its inputs changed since it started", True), sources)
+                    self._run_stage(ctx, stage, STAGE_FUNCTIONS[stage], consumed,
+                                    sources if stage == "prepare" else None)
+                    earlier[stage] = self.run.state().stage(stage).produced or {}
+            except KeyboardInterrupt as exc:
+                self._record_end("interrupted", "run_interrupted", signal=getattr(exc, "signum", signal.SIGINT))
+                raise
+            except OSError as exc:  # out of space outside a stage's own work (its state, its events)
+                if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                    raise
+                stage = next((s for s in STAGES if self.run.stage_status(s) != "done"), STAGES[-1])
+                self._record_end("failed", "run_failed", error=str(exc))
+                raise self._out_of_space(stage, exc) from None
             finally:
                 ctx.release()
             self.run.update_state(status="done")
             self.emit("supervisor", "run_done", pads=str(self.run.pads_dir), settings=str(self.run.settings_path))
         return self.run.path
 
-    def _run_stage(self, ctx: StageContext, stage: str, fn: Callable[[StageContext], dict]) -> None:
-        self.run.set_stage(stage, "running")
-        self.emit("supervisor", "stage_start", stage=stage)
+    def _redo(self, stage: str, st: StageState, stale: integrity.Stale, sources: dict) -> None:
+        """A finished (or started) stage runs again: say why; stale outputs of changed inputs go."""
+        reason = stale.reason
+        if stage == "prepare" and stale.changed:
+            names = integrity.changed_sources(st.sources, sources)
+            if names:
+                reason = f"input notes changed: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+        removed = integrity.clear_stage(self.run, stage, st) if stale.changed else 0
+        self.run.set_stage(stage, "pending", produced=None)
+        self.emit("supervisor", "stage_redo", stage=stage, reason=reason, removed=removed)
+
+    def _run_stage(self, ctx: StageContext, stage: str, fn: Callable[[StageContext], dict], consumed: str,
+                   sources: dict | None = None) -> None:
+        read = {"sources": {k: v.model_dump() for k, v in sources.items()}} if sources is not None else {}
         t0 = time.monotonic()
         try:
             try:
+                self.run.set_stage(stage, "running", consumed=consumed, produced=None, **read)
+                self.emit("supervisor", "stage_start", stage=stage)
                 info = fn(ctx) or {}
+                made = integrity.produced(self.run, stage)
             except OSError as exc:
                 if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
                     raise
                 raise self._out_of_space(stage, exc) from None
+        except KeyboardInterrupt:
+            self._record_stage(stage, "failed", error="interrupted")
+            raise
         except Exception as exc:
-            self.run.set_stage(stage, "failed", error=str(exc))
-            self.run.update_state(status="failed")
-            self.emit("supervisor", "stage_failed", stage=stage, error=str(exc))
+            self._record_stage(stage, "failed", error=str(exc))
+            self._record_end("failed", "stage_failed", stage=stage, error=str(exc))
             raise
         seconds = round(time.monotonic() - t0, 3)
-        self.run.set_stage(stage, "done", seconds=seconds, **info)
+        self.run.set_stage(stage, "done", seconds=seconds, produced={k: v.model_dump() for k, v in made.items()},
+                           **info)
         self.emit("supervisor", "stage_done", stage=stage, seconds=seconds, **info)
+
+    # reporting an end must not need what may have run out (disk space, for one): each write is
+    # tried, and the listener (the terminal) hears of it in any case
+    def _record_stage(self, stage: str, status: str, **info: Any) -> None:
+        try:
+            self.run.set_stage(stage, status, **info)
+        except OSError:
+            pass
+
+    def _record_end(self, status: str, event: str, **fields: Any) -> None:
+        try:
+            self.run.update_state(status=status)
+        except OSError:
+            pass
+        record = {"t": round(time.time(), 3), "stream": "supervisor", "event": event, **fields}
+        try:
+            record = self.run.emit("supervisor", event, **fields)
+        except OSError:
+            pass
+        if self.listener:
+            self.listener(record)
 
     def _out_of_space(self, stage: str, exc: OSError) -> RunError:
         folder = self.run.pads_dir if stage == "pack" else self.run.path / stage
@@ -195,11 +276,25 @@ class Runner:
                             counts[0] * counts[1] * counts[2] * counts[3], r.generation.sample_length)
         return sizes.get(stage, 1 << 20)
 
+    def _foreign_files(self) -> list[str]:
+        """What the output folder holds that onss did not put there (names; none for a new folder)."""
+        try:
+            entries = sorted(os.listdir(self.run.path))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError:
+            return []  # (unreadable: the write probe explains it)
+        return [n for n in entries if n not in ONSS_NAMES and not (n.startswith(".") and n.endswith(TEMP_SUFFIXES))]
+
     def _sweep_temp_files(self) -> None:
-        """Temp files of a killed run (hidden ``.<name>.*.tmp``/``.part``): never finished, so removed."""
-        for f in self.run.path.rglob(".*"):
-            if f.is_file() and f.name.endswith((".tmp", ".part")):
-                f.unlink(missing_ok=True)
+        """Temp files of a killed run (``.<name>.<random>.tmp`` / ``.part``, as :mod:`onss_tui.atomic`
+        names them): never finished, so removed. Only in the folders onss makes here."""
+        folders = [self.run.path] + [self.run.path / n for n in sorted(ONSS_NAMES) if (self.run.path / n).is_dir()]
+        for folder in folders:
+            files = folder.glob(".*") if folder == self.run.path else folder.rglob(".*")
+            for f in files:
+                if f.is_file() and f.name.endswith(TEMP_SUFFIXES) and f.name.count(".") >= 3:
+                    f.unlink(missing_ok=True)
 
     def _check_recipe(self) -> None:
         self.check_recipe_unchanged()
@@ -216,3 +311,36 @@ class Runner:
             if old is not None and old != self.recipe:
                 raise RunError(f"{self.run.path}: this run folder was made by a different recipe "
                                f"({stored}). Set another 'output' in the recipe, or delete the folder to start over.")
+
+
+class stop_on_signals:
+    """While a run works: SIGTERM and SIGHUP stop it as ctrl+c does (a :class:`Stopped`), so the
+    workers are stopped first and nothing unfinished is marked done. Only in the main thread (a
+    runner in a test's thread keeps the process's handlers)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def __enter__(self) -> None:
+        self.old: dict[int, Any] = {}
+        if sys.platform == "win32" or threading_main() is False:
+            return
+        for sig in self.SIGNALS:
+            old = signal.getsignal(sig)
+            if sig == signal.SIGHUP and old == signal.SIG_IGN:  # nohup, or a detached run: keep ignoring it
+                continue
+            self.old[sig] = old
+            signal.signal(sig, _raise_stopped)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped(signum)

@@ -14,9 +14,11 @@ from pathlib import Path
 from onss_tui.pipeline.engines import engine_for
 from onss_tui.pipeline.rundir import RunDir
 from onss_tui.pipeline.stages.generate import run_worker
+from onss_tui.signals import ignore_interrupts
 
 
 def main(argv: list[str]) -> int:
+    ignore_interrupts()  # ctrl+c is the supervisor's: it stops this worker (SIGTERM) before it stops
     run = RunDir(Path(argv[0]))
     worker = int(argv[1])
     plan = run.plan()

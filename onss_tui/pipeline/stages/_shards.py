@@ -5,12 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 
 from onss_tui.pipeline.context import StageContext
 from onss_tui.pipeline.plan import Shard
 from onss_tui.pipeline.rundir import RunDir
 from onss_tui.pipeline.stages.generate import die_with_parent, shard_path
+from onss_tui.signals import children_ignore_interrupts, ignore_interrupts
 
 __all__ = ["shard_jobs", "parallel"]
 
@@ -28,7 +28,14 @@ def shard_jobs(ctx: StageContext, src_stage: str, dst_stage: str,
     return shards, jobs
 
 
+def _pool_worker(parent: int) -> None:
+    ignore_interrupts()  # ctrl+c is the supervisor's: it stops the pool (below) and nothing half-done is marked
+    die_with_parent(parent)
+
+
 def parallel(fn: Callable, jobs: list[tuple], workers: int) -> None:
+    """``fn(*job)`` for every job, in ``workers`` processes. Interrupted (ctrl+c, SIGTERM) or on a
+    job's error, the pool's processes are stopped at once; a job finishes or leaves no marker."""
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             fn(*job)
@@ -37,7 +44,10 @@ def parallel(fn: Callable, jobs: list[tuple], workers: int) -> None:
     # supervisor were killed, blocking the resumed run; and they die with it (an idle pool worker
     # of a killed supervisor would otherwise wait for work for ever: it holds its queue's pipe)
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
-                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-        for f in [pool.submit(fn, *job) for job in jobs]:
-            f.result()
+    with children_ignore_interrupts():
+        pool = ctx.Pool(min(workers, len(jobs)), initializer=_pool_worker, initargs=(os.getpid(),))
+    with pool:
+        pending = [pool.apply_async(fn, job) for job in jobs]
+        for result in pending:
+            result.get()
+    # (leaving the block terminates the pool's processes, at once, also on an exception)

@@ -18,7 +18,7 @@ __all__ = ["run"]
 
 
 def _job(src: str, dst: str, mode: str, dbfs: float) -> None:
-    dsp.clean_shard(src, dst, mode, dbfs)
+    dsp.clean_shard(RunDir.checked(Path(src)), dst, mode, dbfs)
     RunDir.mark_done(Path(dst))
 
 

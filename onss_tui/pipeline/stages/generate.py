@@ -101,7 +101,7 @@ class BackgroundSaver:
 
     def save(self, state: dict | Callable[[], dict]) -> None:
         """Write ``state``, or what ``state()`` returns (called on the writer thread: a
-        :meth:`~onss_tui.model.fastgen.Generation.compact_state_later` waits for its copy there)."""
+        :meth:`~onss_tui.engine.fastgen.Generation.compact_state_later` waits for its copy there)."""
         self.wait()
         self._thread = threading.Thread(target=self._write, args=(state,), name="onss-state-writer", daemon=True)
         self._thread.start()
@@ -257,6 +257,29 @@ def die_with_parent(parent: int | None = None) -> None:
         os._exit(1)
 
 
+def _worker_preexec() -> None:
+    """In a generate worker between fork and exec: ctrl+c is the supervisor's to act on (an ignored
+    SIGINT stays ignored through exec, so also while the worker imports), and it dies with it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
+
+
+def _stop(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
+    """SIGTERM to every worker still running, then SIGKILL to any still there after ``grace`` s."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def _spawn_workers(ctx: StageContext) -> None:
     """One worker process per executor; their events are forwarded to the supervisor's listener."""
     run, plan = ctx.run, ctx.plan
@@ -270,7 +293,7 @@ def _spawn_workers(ctx: StageContext) -> None:
         with open(logs / f"worker-{executor.index}.log", "ab") as log:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "onss_tui.pipeline.worker", str(run.path), str(executor.index)],
-                stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent))
+                stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_worker_preexec))
     reader = run.event_reader(streams=("generate-w",))
     reader.read()  # what earlier runs wrote is not news
 
@@ -279,9 +302,13 @@ def _spawn_workers(ctx: StageContext) -> None:
             if ctx.listener:
                 ctx.listener(e)
 
-    while any(p.poll() is None for p in procs):
-        time.sleep(0.5)
-        forward()
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.5)
+            forward()
+    except BaseException:  # ctrl+c, SIGTERM: the workers stop first (what they finished stays done)
+        _stop(procs)
+        raise
     forward()
     failed = [w for w, p in enumerate(procs) if p.returncode != 0]
     if failed:

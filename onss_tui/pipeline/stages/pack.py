@@ -18,7 +18,7 @@ __all__ = ["run"]
 
 
 def _job(src: str, dst: str) -> None:
-    pads.rows_shard(Path(src), Path(dst))
+    pads.rows_shard(RunDir.checked(Path(src)), Path(dst))
     RunDir.mark_done(Path(dst))
 
 
