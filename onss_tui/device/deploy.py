@@ -2,24 +2,43 @@
 
 The app reads ``/home/pi/opt/of/apps/open-nsynth/open-nsynth/bin/data/settings.json`` (or
 ``localSettings.json`` there, which wins when present) and the pads from its ``dataDirectory``.
-Free space is checked first; every pad is copied to a temp name, fsynced, compared byte for byte
-with its source and only then renamed into place; the old settings are backed up.
+
+Nothing on the card is trusted to the run's state: at copy time the pack is checked against its
+settings (every pad exactly the size the grid and pitches give: the app maps pads without a size
+check and dies of SIGBUS on a short one), every path on the card must stay on the card (no ``..``
+out of the mount, no symbolic link leading off it), the card must be writable and have the space
+the copy really needs. Then every file is written to a temp name beside its target, with the owner
+and mode of the file it replaces (new files: the umask), fsynced, read back from the card and
+compared with the bytes read from the source, and only then renamed into place: the old file stays
+until the rename, and a failed copy leaves no partial file. The old settings are backed up. Every
+failure is a :class:`DeployError` naming the file and the fix.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import io
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
-from onss_tui.atomic import atomic_write_text, fsync_dir
+from onss_tui.atomic import fsync_dir
+from onss_tui.device.pads import ROW_LENGTH, pad_size
+from onss_tui.device.settings import validate_pack
 
 APP_DATA = Path("home/pi/opt/of/apps/open-nsynth/open-nsynth/bin/data")
+CHUNK = 1 << 22
+DEFAULT_RESOLUTION = 9  # what the app reads when nsynth.resolution / nsynth.pitches are missing
+DEFAULT_PITCHES = list(range(36, 85, 4))
+SPACE_FIX = "Free space on the card (old pads, or the settings.json.bak-* backups in {app}) or use a bigger card."
 
 __all__ = ["DeployError", "DeployReport", "deploy"]
 
@@ -37,74 +56,347 @@ class DeployReport:
     backups: list[Path] = field(default_factory=list)
 
 
-def _digest(path: Path) -> str:
+@dataclass
+class _Copy:
+    src: Path
+    dest: Path
+    size: int
+    digest: str
+    old_size: int  # of the file it replaces on the card (0: none)
+
+
+def _mb(n: float) -> str:
+    """A size the message can show: MB, or bytes when MB would round to nothing."""
+    return f"{n / 1e6:,.1f} MB" if n >= 100_000 or n == 0 else f"{int(n):,} bytes"
+
+
+def _digest(path: Path, from_device: bool = False) -> str:
+    """sha256 of a file; ``from_device``: drop its cached pages first, so what is read back is
+    what the card holds (after an fsync the pages are clean, and dropping them is allowed)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(1 << 22):
+        if from_device and hasattr(os, "posix_fadvise"):
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        while block := f.read(CHUNK):
             h.update(block)
     return h.hexdigest()
 
 
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
 def _on_card(mount: Path, device_path: str) -> Path:
+    """Where a path of the device is under ``mount`` (not yet checked to stay there)."""
     p = Path(device_path)
     if not p.is_absolute():  # relative dataDirectory: relative to the app's bin/data
         return mount / APP_DATA / p
-    return mount / p.relative_to("/")
+    return mount / p.relative_to(p.anchor)
+
+
+def _first_link(root: Path, path: Path) -> Path | None:
+    """The first symbolic link on the way from ``root`` down to ``path`` (None: none)."""
+    cur = root
+    for part in path.relative_to(root).parts:
+        cur = cur / part
+        if cur.is_symlink():
+            return cur
+        if not cur.exists():
+            return None
+    return None
+
+
+def _card_path(root: Path, path: Path, what: str) -> Path:
+    """``path`` (under the card's resolved ``root``) with every link resolved, refused if it
+    leaves the card: by ``..`` or through a symbolic link (the host would follow an absolute link
+    to the host's own folder, not the card's)."""
+    real = Path(os.path.realpath(path))
+    if _within(real, root):
+        return real
+    lexical = Path(os.path.normpath(path))
+    if not _within(lexical, root):
+        raise DeployError(f"{what} is {lexical}, outside the card mounted at {root}: nothing was copied. "
+                          "Use a folder on the device, such as /home/pi/pads.")
+    link = _first_link(root, lexical)
+    where = f"{link} is a symbolic link on the card to {os.readlink(link)}" if link else f"{path} leads to {real}"
+    raise DeployError(f"{where}, outside the card mounted at {root}; deploy does not write through it and "
+                      f"nothing was copied. Replace the link with a folder on the card, or point {what} elsewhere.")
+
+
+def _read_settings(settings_file: Path, pads: Path) -> tuple[bytes, dict[str, Any]]:
+    try:
+        data = settings_file.read_bytes()
+    except OSError as exc:
+        raise DeployError(f"{settings_file}: cannot read it ({exc.strerror}); the run is incomplete. "
+                          "Run its recipe again (onss run) to write it.") from None
+    try:
+        settings = json.loads(data)
+    except ValueError as exc:
+        raise DeployError(f"{settings_file}: not valid JSON ({exc}); the app would not start. "
+                          f"Run the recipe again to rewrite it, and check it with: onss validate {pads}") from None
+    if not isinstance(settings, dict):
+        raise DeployError(f"{settings_file}: the top level must be a JSON object; "
+                          f"check it with: onss validate {pads}")
+    return data, settings
+
+
+def _layout(settings: dict[str, Any]) -> tuple[int, int, int]:
+    """(R, P, L) as the app reads them (after the validator found no error in them)."""
+    n = settings.get("nsynth") or {}
+    resolution = n.get("resolution")
+    pitches = n.get("pitches")
+    length = n.get("length")
+    return (DEFAULT_RESOLUTION if resolution is None else resolution,
+            len(DEFAULT_PITCHES if pitches is None else pitches),
+            ROW_LENGTH if length is None else length)
+
+
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest folder above that exists."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_writable(mount: Path, folders: list[Path]) -> None:
+    """Refuse, before anything is written, a card mounted read-only or a folder this user cannot write."""
+    try:
+        read_only = bool(os.statvfs(_existing(folders[0])).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        raise DeployError(f"{mount}: the card is mounted read-only; nothing was changed. Check the card's lock "
+                          f"switch, remount it writable (sudo mount -o remount,rw {mount}) and deploy again.")
+    for folder in folders:
+        existing = _existing(folder)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise DeployError(f"{existing}: this user cannot write this folder on the card (permission denied); "
+                              "nothing was changed. Deploy as a user who may write it (e.g. with sudo) or change "
+                              "the folder's owner or permissions.")
+
+
+def _space(dest: Path) -> int:
+    try:
+        return shutil.disk_usage(_existing(dest)).free
+    except OSError:
+        return 0
+
+
+def _block(path: Path) -> int:
+    try:
+        return os.statvfs(_existing(path)).f_frsize or 4096
+    except OSError:
+        return 4096
+
+
+def _explain(exc: OSError, path: Path, mount: Path, kept: str, size: int | None = None) -> DeployError:
+    """A clean message for an OSError while changing ``path`` on the card (``size``: its size)."""
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        needs = f"writing it needs {_mb(size)}, " if size is not None else ""
+        return DeployError(f"{path}: the card is full ({needs}{_mb(_space(path))} free now); {kept} "
+                           + SPACE_FIX.format(app=mount / APP_DATA) + " Then deploy again.")
+    if code == errno.EFBIG:
+        return DeployError(f"{path}: the file size limit (ulimit -f) was reached while writing it; {kept} "
+                           "Raise the limit (ulimit -f unlimited) and deploy again.")
+    if code == errno.EROFS:
+        return DeployError(f"{path}: the card is mounted read-only; {kept} Check the card's lock switch, "
+                           f"remount it writable (sudo mount -o remount,rw {mount}) and deploy again.")
+    if code in (errno.EACCES, errno.EPERM):
+        return DeployError(f"{path}: permission denied; {kept} Deploy as a user who may write the card "
+                           "(e.g. with sudo) or change the folder's owner or permissions.")
+    return DeployError(f"{path}: {exc.strerror or exc}; {kept} Check that the card is still mounted and "
+                       "sound (it may be failing), then deploy again.")
+
+
+def _take_over(fd: int, like: os.stat_result | None) -> None:
+    """Give a new file the owner and mode of the one it replaces (none: it keeps the umask's)."""
+    if like is None:
+        return
+    with contextlib.suppress(OSError):  # only root may give a file away: then it stays ours
+        os.fchown(fd, like.st_uid, like.st_gid)
+    with contextlib.suppress(PermissionError):  # a FAT card has no modes
+        os.fchmod(fd, stat.S_IMODE(like.st_mode))
+
+
+def _old(dest: Path) -> os.stat_result | None:
+    try:
+        st = os.stat(dest)
+    except OSError:  # none, or none this user can see: it is written as a new file
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def _install(source: IO[bytes], src_name: str, dest: Path, size: int, digest: str, mount: Path,
+             like: os.stat_result | None = None) -> None:
+    """Copy ``source`` (``size`` bytes, sha256 ``digest``) to ``dest`` on the card: a temp file
+    beside it, owner and mode of ``like`` (default: the file it replaces), fsync, read back and
+    compared, rename. On any failure the temp file is removed and ``dest`` is as it was."""
+    tmp = dest.with_name(f".{dest.name}.part")
+    there = _old(dest)
+    like = there if like is None else like
+    kept = f"the old {dest.name} there is unchanged and nothing partial was left." if there else \
+        "nothing partial was left."
+    try:
+        tmp.unlink(missing_ok=True)  # a stale one of ours; never written through (it may be a link)
+        h, n = hashlib.sha256(), 0
+        with open(tmp, "xb") as out:  # x: O_EXCL, so never through a link
+            _take_over(out.fileno(), like)
+            while True:
+                try:
+                    block = source.read(CHUNK)
+                except OSError as exc:
+                    raise DeployError(f"{src_name}: cannot read it ({exc.strerror}); {kept} "
+                                      "Check the run's disk and deploy again.") from None
+                if not block:
+                    break
+                h.update(block)
+                n += len(block)
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        if n != size or h.hexdigest() != digest:
+            raise DeployError(f"{src_name}: changed while it was being copied ({n:,} bytes read, {size:,} "
+                              f"checked); {kept} Wait until nothing writes the run, then deploy again.")
+        if _digest(tmp, from_device=True) != digest:
+            raise DeployError(f"{dest}: the copy read back from the card differs from {src_name}; the card may "
+                              f"be failing. {kept[0].upper()}{kept[1:]} Try again or use another card.")
+        os.replace(tmp, dest)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise _explain(exc, dest, mount, kept, size) from None
+        raise
 
 
 def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None] | None = None) -> DeployReport:
     run_dir, mount = Path(run_dir), Path(mount)
     settings_file, pads = run_dir / "settings.json", run_dir / "pads"
-    state = json.loads((run_dir / "state.json").read_text()) if (run_dir / "state.json").is_file() else {}
-    if state.get("stages", {}).get("validate", {}).get("status") != "done":
+    from onss_tui.pipeline.rundir import RunDir  # the run's typed state (an unreadable one: nothing done)
+
+    if RunDir(run_dir).state().stage("validate").status != "done":
         raise DeployError(f"{run_dir}: the run has not passed validation; finish it first (onss run), "
                           f"or check it with: onss validate {pads}")
     if not mount.is_dir():
         raise DeployError(f"{mount}: no such folder. Mount the SD card's root file system and pass its mount point.")
-    app_data = mount / APP_DATA
-    if not app_data.is_dir():
-        raise DeployError(f"{mount}: no Open NSynth Super app at {app_data}. Is this the card's root partition?")
-    settings = json.loads(settings_file.read_text())
-    target = _on_card(mount, settings["nsynth"]["dataDirectory"])
-    files = sorted(pads.glob("*.bin"))
-    need = sum(f.stat().st_size for f in files if not ((target / f.name).is_file()
-                                                       and (target / f.name).stat().st_size == f.stat().st_size))
-    target.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(target).free
+    root = Path(os.path.realpath(mount))
+    if not (mount / APP_DATA).is_dir():
+        raise DeployError(f"{mount}: no Open NSynth Super app at {mount / APP_DATA}. "
+                          "Is this the card's root partition?")
+    app_data = _card_path(root, root / APP_DATA, "the app's folder")
+
+    # -- what is copied: checked now, not trusted to the run's state ----------------------------
+    settings_bytes, settings = _read_settings(settings_file, pads)
+    data_dir = settings["nsynth"].get("dataDirectory") if isinstance(settings.get("nsynth"), dict) else None
+    if isinstance(data_dir, str):  # first: whatever else is wrong, nothing is written off the card
+        _card_path(root, _on_card(root, data_dir), f"nsynth.dataDirectory {data_dir!r} in {settings_file}")
+    errors = [f for f in validate_pack(settings, pads, content=False) if f.level == "error"]
+    if errors:
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise DeployError(f"{run_dir}: the pack would break the device, nothing was copied: "
+                          + "; ".join(f"{e.where}: {e.message}" for e in errors[:3]) + more
+                          + f". Run its recipe again (onss run) to remake it, or check it with: onss validate {pads}")
+    R, P, L = _layout(settings)
+    want = pad_size(R, P, L)
+    data_dir = (settings.get("nsynth") or {}).get("dataDirectory") or ""
+    target = _card_path(root, _on_card(root, data_dir), f"nsynth.dataDirectory {data_dir!r} in {settings_file}")
+    for name in ("settings.json", "localSettings.json"):
+        _card_path(root, app_data / name, f"the app's {name}")
+
+    files = sorted(f for f in pads.glob("*.bin") if f.is_file())
+    plan: list[_Copy] = []
+    skipped: list[str] = []
+    for f in files:
+        try:
+            size = f.stat().st_size
+        except OSError as exc:
+            raise DeployError(f"{f}: cannot read it ({exc.strerror}); nothing was copied.") from None
+        if size != want:
+            raise DeployError(f"{f}: {size:,} bytes, needs exactly {want:,} (resolution {R}, {P} pitches, {L} "
+                              f"samples a row in {settings_file}); the device would crash (SIGBUS) or mis-play. "
+                              f"Nothing was copied. Run its recipe again (onss run) to remake it, or check it with: "
+                              f"onss validate {pads}")
+        try:
+            digest = _digest(f)
+        except OSError as exc:
+            raise DeployError(f"{f}: cannot read it ({exc.strerror}); nothing was copied.") from None
+        dest = _card_path(root, target / f.name, f"{target / f.name}")
+        old = _old(dest)
+        with contextlib.suppress(OSError):  # an unreadable old pad is replaced
+            if old is not None and old.st_size == size and _digest(dest) == digest:
+                skipped.append(f.name)
+                continue
+        plan.append(_Copy(f, dest, size, digest, old.st_size if old else 0))
+
+    olds: list[tuple[Path, bytes, os.stat_result | None]] = []  # the settings on the card, to back up
+    for prev in (app_data / "settings.json", app_data / "localSettings.json"):
+        if prev.is_file():
+            try:
+                olds.append((prev, prev.read_bytes(), _old(prev)))
+            except OSError as exc:
+                raise DeployError(f"{prev}: cannot read it to back it up ({exc.strerror}); nothing was changed. "
+                                  "Deploy as a user who may read it (e.g. with sudo) or fix its permissions.") from None
+
+    # -- the card: writable, and the space the copy really needs --------------------------------
+    _check_writable(mount, [target, app_data])
+    try:
+        for c in plan:  # ours, from a deploy that was cut off: they hold space
+            c.dest.with_name(f".{c.dest.name}.part").unlink(missing_ok=True)
+    except OSError as exc:
+        raise _explain(exc, Path(exc.filename or target), mount, "nothing was changed.") from None
+    block = _block(target)
+    up = lambda n: -(-n // block) * block  # noqa: E731 - what a file takes on the card
+    need = used = 0  # each copy is written in full beside the file it replaces, which goes only at the rename
+    for c in plan:
+        need = max(need, used + up(c.size))
+        used += up(c.size) - up(c.old_size)
+    used += sum(up(len(data)) for _, data, _ in olds)  # the backups
+    need = max(need, used + up(len(settings_bytes)))
+    free = _space(target)
     if need > free:
-        raise DeployError(f"{target}: needs {need / 1e9:.2f} GB free for the pads, has {free / 1e9:.2f} GB. "
-                          "Free space on the card (old pads?) or use a larger card.")
-    report = DeployReport(app_data / "settings.json", target)
-    for i, f in enumerate(files):
-        dest = target / f.name
-        digest = _digest(f)
-        if dest.is_file() and dest.stat().st_size == f.stat().st_size and _digest(dest) == digest:
-            report.skipped.append(f.name)
-            continue
-        tmp = dest.with_name(f".{dest.name}.part")
-        with open(f, "rb") as src, open(tmp, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 22)
-            out.flush()
-            os.fsync(out.fileno())
-        if _digest(tmp) != digest:
-            tmp.unlink(missing_ok=True)
-            raise DeployError(f"{dest}: the copy differs from {f}; the card may be failing. Nothing was replaced.")
-        os.replace(tmp, dest)
-        report.copied.append(f.name)
+        replaced = [c.size for c in plan if c.old_size]
+        why = (f" (each pad, up to {_mb(max(replaced))}, is written in full beside the one it replaces, which is "
+               "removed only when the new copy is checked)") if replaced else ""
+        raise DeployError(f"{target}: not enough space on the card: the copy needs {_mb(need)} free, the card "
+                          f"has {_mb(free)}{why}. Nothing was changed. " + SPACE_FIX.format(app=app_data))
+
+    # -- copy -----------------------------------------------------------------------------------
+    report = DeployReport(app_data / "settings.json", target, skipped=skipped)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _explain(exc, Path(exc.filename or target), mount, "nothing was changed.") from None
+    for i, c in enumerate(plan):
+        try:
+            src = open(c.src, "rb")
+        except OSError as exc:
+            raise DeployError(f"{c.src}: cannot read it ({exc.strerror}); it was not copied.") from None
+        with src:
+            _install(src, str(c.src), c.dest, c.size, c.digest, mount)
+        report.copied.append(c.src.name)
         if progress:
-            progress(f.name, i + 1, len(files))
+            progress(c.src.name, i + 1, len(plan))
     fsync_dir(target)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name in ("settings.json", "localSettings.json"):
-        old = app_data / name
-        if old.is_file():
-            backup = old.with_name(f"{name}.bak-{stamp}")
-            shutil.copy2(old, backup)
-            report.backups.append(backup)
+    for prev, data, like in olds:
+        backup = prev.with_name(f"{prev.name}.bak-{stamp}")
+        _install(io.BytesIO(data), str(prev), backup, len(data), hashlib.sha256(data).hexdigest(), mount,
+                 like=like)
+        report.backups.append(backup)
+    _install(io.BytesIO(settings_bytes), str(settings_file), report.settings, len(settings_bytes),
+             hashlib.sha256(settings_bytes).hexdigest(), mount)
+    try:
+        if json.loads(report.settings.read_bytes()) != settings:
+            raise DeployError(f"{report.settings}: read back differs from what was written; check the card.")
+    except (OSError, ValueError) as exc:
+        raise DeployError(f"{report.settings}: cannot read it back ({exc}); check the card.") from None
     local = app_data / "localSettings.json"
-    if local.is_file():  # it would override ours: keep it only as the backup made above
-        local.unlink()
-    atomic_write_text(report.settings, settings_file.read_text())
-    if json.loads(report.settings.read_text()) != settings:
-        raise DeployError(f"{report.settings}: read back differs from what was written; check the card.")
+    try:
+        if local.is_file():  # it would override ours: keep it only as the backup made above
+            local.unlink()
+    except OSError as exc:
+        raise _explain(exc, local, mount, "the new settings.json is in place but this file overrides it.") from None
+    fsync_dir(app_data)
     return report
