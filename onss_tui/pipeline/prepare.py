@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onss_tui.audio.io import AUDIO_SUFFIXES, AudioError, fit_length, load, probe
+from onss_tui.audio.io import AUDIO_SUFFIXES, SILENT_PEAK, UNREAD_SUFFIXES, AudioError, fit_length, load, probe
 from onss_tui.recipe import Recipe
 
 FILE_RE = re.compile(r"^(?P<name>[^_]+)_(?P<pitch>\d{1,3})$")
@@ -45,33 +45,78 @@ class Scan:
     warnings: list[str] = field(default_factory=list)
 
 
+# What the recipe does not use, in the order the summary warning lists it: (key, one, many).
+_IGNORED = (("misnamed", "audio file not named <instrument>_<midi pitch>", "audio files not named "
+             "<instrument>_<midi pitch>"),
+            ("pitch", "note at a pitch the recipe does not use", "notes at pitches the recipe does not use"),
+            ("instrument", "note of an instrument the recipe does not use",
+             "notes of instruments the recipe does not use"),
+            ("other", "other file", "other files"),
+            ("folder", "folder", "folders"))
+
+
+def _ignored_summary(inputs: Path, ignored: dict[str, list[str]]) -> str | None:
+    """One warning for everything in the folder the recipe does not use (never one per file)."""
+    total = sum(len(v) for v in ignored.values())
+    if not total:
+        return None
+    parts = []
+    for key, one, many in _IGNORED:
+        names = ignored.get(key, [])
+        if names:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            parts.append(f"{len(names):,} {one if len(names) == 1 else many} ({shown})")
+    hint = (" Name a note <instrument>_<midi pitch> (e.g. flute_60.wav) for it to be used."
+            if "misnamed" in ignored else "")
+    return (f"{inputs}: ignored {total:,} file{'' if total == 1 else 's'} the recipe does not use: "
+            f"{'; '.join(parts)}.{hint}")
+
+
 def scan_inputs(recipe: Recipe, inputs: Path) -> Scan:
-    """Match the folder's files to the recipe's instruments and pitches (no audio is read)."""
+    """Match the folder's files to the recipe's instruments and pitches (no audio is read, no file
+    opened). What the recipe does not use is ignored and named once, in one summary warning."""
     scan = Scan()
     if not inputs.is_dir():
         scan.problems.append(f"{inputs}: no such folder. Set 'inputs' in the recipe to the folder of your notes.")
         return scan
     wanted = {n for corner in recipe.corners.names() for n in corner}
     lower = {n.lower(): n for n in wanted}
+    pitches = set(recipe.pitches)
     found: dict[tuple[str, int], list[Path]] = {}
+    unread: dict[tuple[str, int], list[Path]] = {}  # wanted notes in a format that is not read (.m4a, ...)
+    ignored: dict[str, list[str]] = {}
     for f in sorted(inputs.iterdir()):
-        if f.name.startswith(".") or f.suffix.lower() not in AUDIO_SUFFIXES:
-            continue
+        if f.name.startswith("."):
+            continue  # .DS_Store, ._a_60.wav, editors' files
+        suffix = f.suffix.lower()
         m = FILE_RE.match(f.stem)
+        if suffix not in AUDIO_SUFFIXES:
+            if m and suffix in UNREAD_SUFFIXES and m["name"] in wanted and int(m["pitch"]) in pitches:
+                unread.setdefault((m["name"], int(m["pitch"])), []).append(f)
+            else:
+                ignored.setdefault("folder" if f.is_dir() else "other", []).append(f.name)
+            continue
         if not m:
             if f.stem.count("_") > 1:
                 scan.problems.append(f"{f}: more than one '_' in the name; name notes <instrument>_<pitch> "
                                      "with no '_' inside the instrument name (e.g. bird-1_60.wav).")
             else:
-                scan.warnings.append(f"{f}: not named <instrument>_<midi pitch>; ignored.")
+                ignored.setdefault("misnamed", []).append(f.name)
             continue
         name, pitch = m["name"], int(m["pitch"])
         if name not in wanted:
             if name.lower() in lower:
                 scan.problems.append(f"{f}: names are case-sensitive: the recipe says {lower[name.lower()]!r}. "
                                      f"Rename the file to {lower[name.lower()]}_{pitch}{f.suffix} or fix the recipe.")
+            else:
+                ignored.setdefault("instrument", []).append(f.name)
             continue
+        if pitch not in pitches:
+            ignored.setdefault("pitch", []).append(f.name)
         found.setdefault((name, pitch), []).append(f)
+    for key, files in unread.items():
+        if key in found:  # the note is there in a format that is read: the other one is not used
+            ignored.setdefault("other", []).extend(f.name for f in files)
     for (name, pitch), files in found.items():
         if len(files) > 1:
             scan.problems.append(f"{inputs}: {name} at pitch {pitch} has {len(files)} files "
@@ -80,13 +125,20 @@ def scan_inputs(recipe: Recipe, inputs: Path) -> Scan:
         for name in corner:
             for pitch in recipe.pitches:
                 files = found.get((name, pitch), [])
-                if not files:
+                if not files and (name, pitch) in unread:
+                    for f in unread[(name, pitch)]:
+                        scan.problems.append(f"{f}: {f.suffix} files are not read (only {', '.join(AUDIO_SUFFIXES)})."
+                                             f" Convert it, e.g. to .wav or .flac (ffmpeg -i {f.name} {f.stem}.wav).")
+                elif not files:
                     have = sorted(p for (n, p) in found if n == name)
                     hint = f" (found pitches {have})" if have else " (no files of it at all)"
                     scan.problems.append(f"{inputs / f'{name}_{pitch}.wav'}: missing: {name} at MIDI pitch {pitch}"
                                          f"{hint}. Add the note, or remove pitch {pitch} from the recipe.")
                 elif len(files) == 1:
                     scan.notes[(name, pitch)] = Note(name, pitch, files[0])
+    summary = _ignored_summary(inputs, ignored)
+    if summary:
+        scan.warnings.append(summary)
     return scan
 
 
@@ -99,16 +151,22 @@ def inspect_note(path: Path) -> tuple[np.ndarray | None, list[str], list[str]]:
         info = probe(path)
         if info.frames > 16000 * 60 * 10:
             return None, [f"{path}: {info.seconds / 60:.0f} minutes long; a note should be a few seconds. Trim it."], []
+        if info.missing_frames:  # the header claims more than the file holds: cut short (a copy or export cut off)
+            cut = (f"{path}: truncated: the header says {info.declared_seconds:.2f} s, the file "
+                   f"holds {info.seconds:.2f} s ({info.missing_frames:,} frames missing)")
+            if info.seconds < MIN_SECONDS:
+                return None, [f"{cut}; a note needs at least {MIN_SECONDS} s. Export it again."], []
+            warnings.append(f"{cut}; the rest is used as it is. Export it again for the whole note.")
         audio = load(path)
     except AudioError as exc:
-        return None, [str(exc)], []
+        return None, [str(exc)], warnings
     _check_audio(path, audio, warnings, problems)
     return (None if problems else audio), problems, warnings
 
 
 def _check_audio(path: Path, audio: np.ndarray, warnings: list[str], problems: list[str]) -> None:
     peak = float(np.abs(audio).max()) if audio.size else 0.0
-    if peak < 1e-4:  # below -80 dBFS
+    if peak < SILENT_PEAK:  # below -80 dBFS
         problems.append(f"{path}: silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS). "
                         "Replace it with the real note, or check its export level.")
         return

@@ -3,6 +3,10 @@ nothing written outside the run directory. Odd but usable input (other bit depth
 counts) works."""
 
 import os
+import socket
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +40,19 @@ def tone(n: int, channels: int = 1, rate: int = 16000) -> np.ndarray:
     t = np.arange(n) / rate
     x = 0.3 * np.sin(2 * np.pi * 220 * t)
     return np.repeat(x[:, None], channels, 1) if channels > 1 else x
+
+
+def set_rate(path: Path, rate: int) -> None:
+    """Patch a PCM WAV header's sample rate (bytes 24..27) and byte rate (28..31), as a damaged file has."""
+    data = bytearray(path.read_bytes())
+    block_align = struct.unpack_from("<H", data, 32)[0]
+    struct.pack_into("<II", data, 24, rate, (rate * block_align) & 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+
+
+def cut(path: Path, seconds: float) -> None:
+    """Cut a 16 kHz 16-bit mono WAV short after ``seconds`` of samples; its header still claims them all."""
+    path.write_bytes(path.read_bytes()[:44 + int(seconds * 16000) * 2])
 
 
 def case_empty(t):
@@ -111,6 +128,51 @@ def case_symlink_loop(t):
     return "a_60.wav: a broken or looping symbolic link"
 
 
+def case_socket(t):
+    note(t).unlink()
+    here = os.getcwd()
+    os.chdir(note(t).parent)  # a relative name: AF_UNIX paths are limited to about 100 bytes
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind("a_60.wav")
+    finally:
+        os.chdir(here)
+    return "a_60.wav: not a regular file (a socket); notes must be plain audio files. Remove it"
+
+
+def case_dev_zero(t):
+    note(t).unlink()
+    note(t).symlink_to("/dev/zero")
+    return "a_60.wav: not a regular file (a character device, through a symbolic link to /dev/zero)"
+
+
+def case_rate_1hz(t):
+    set_rate(note(t), 1)  # resampling 16,000 frames "at 1 Hz" to 16 kHz would make 256 million samples
+    return "a_60.wav: the header says a sample rate of 1 Hz, outside 4,000-768,000 Hz"
+
+
+def case_rate_10mhz(t):
+    set_rate(note(t), 10_000_000)
+    return "a_60.wav: the header says a sample rate of 10,000,000 Hz, outside 4,000-768,000 Hz"
+
+
+def case_truncated_to_nothing(t):
+    cut(note(t), 0.03)
+    return "a_60.wav: truncated: the header says 1.00 s, the file holds 0.03 s"
+
+
+def case_out_of_phase(t):
+    x = tone(16000)
+    sf.write(note(t), np.stack([x, -x], 1), 16000)  # loud in each channel, silent once mixed to mono
+    return "a_60.wav: the channels cancel when mixed to mono"
+
+
+def case_m4a(t):
+    note(t).unlink()
+    note(t, "a_60.m4a").write_bytes(b"\0\0\0\x20ftypM4A ")
+    return "a_60.m4a: .m4a files are not read"
+
+
 def case_huge(t):
     sf.write(note(t), np.zeros(16000 * 60 * 11, dtype=np.int16), 16000, subtype="PCM_16")
     return "a_60.wav: 11 minutes long"
@@ -179,6 +241,13 @@ BAD = {
     "unreadable (dangling link)": case_dangling_link,
     "symlink loop": case_symlink_loop,
     "huge file": case_huge,
+    "a socket named like a note": case_socket,
+    "a link to /dev/zero": case_dev_zero,
+    "1 Hz sample rate": case_rate_1hz,
+    "10 MHz sample rate": case_rate_10mhz,
+    "truncated to 0.03 s": case_truncated_to_nothing,
+    "out-of-phase stereo": case_out_of_phase,
+    "an .m4a note": case_m4a,
     "inputs folder missing": case_inputs_missing,
     "output inside inputs": case_output_inside_inputs,
     "output is a file": case_output_is_a_file,
@@ -237,6 +306,10 @@ ODD = {
     "aiff": lambda t: (note(t).unlink(), sf.write(note(t, "a_60.aiff"), tone(16000), 16000, format="AIFF")),
     "DC offset (warned)": lambda t: sf.write(note(t), tone(16000) + 0.2, 16000),
     "clipping (warned)": lambda t: sf.write(note(t), np.clip(tone(16000) * 10, -1, 1), 16000),
+    "truncated (warned)": lambda t: cut(note(t), 0.62),
+}
+WARNED = {  # what the warning says, where the label alone does not
+    "truncated (warned)": "a_60.wav: truncated: the header says 1.00 s, the file holds 0.62 s (6,080 frames missing)",
 }
 
 
@@ -248,4 +321,47 @@ def test_odd_but_usable_input_works(tmp_path, capsys, label):
     out = capsys.readouterr().out
     if "warned" in label:
         assert "warning: " in out and "a_60.wav" in out
+        assert WARNED.get(label, "") in out, out
+    assert len(list((tmp_path / "run" / "pads").glob("*.bin"))) == 1
+
+
+def run_cli(recipe: Path) -> subprocess.CompletedProcess:
+    """``onss run`` in a child process, so that a regression that blocks fails instead of hanging the suite."""
+    try:
+        return subprocess.run([sys.executable, "-m", "onss_tui", "run", str(recipe), "--device", "cpu"],
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("onss run did not end within 60 s (blocked reading an input?)")
+
+
+def test_fifo_named_like_a_note_is_refused_without_opening_it(tmp_path):
+    recipe = setup(tmp_path)
+    note(tmp_path).unlink()
+    os.mkfifo(note(tmp_path))  # opening it for reading blocks until something writes to it
+    done = run_cli(recipe)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "a_60.wav: not a regular file (a FIFO); notes must be plain audio files. Remove it" in done.stderr
+    assert not (tmp_path / "run" / "pads").exists()
+
+
+def test_a_thousand_unrelated_files_are_ignored_in_one_warning(tmp_path):
+    recipe = setup(tmp_path)
+    audio = tmp_path / "audio"
+    for i in range(400):
+        (audio / f"other{i}_60.wav").write_bytes(b"")  # instruments the recipe does not use: never read
+    for i in range(300):
+        (audio / f"take {i}.wav").write_bytes(b"")  # audio, not named <instrument>_<pitch>
+    for i in range(249):
+        (audio / f"notes{i}.txt").write_text("x")
+    for i in range(50):
+        (audio / f"folder{i}").mkdir()
+    os.mkfifo(audio / "pipe_60.wav")  # a FIFO of an unused instrument: not opened either
+    done = run_cli(recipe)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stdout.splitlines() if "warning: " in line]
+    assert len(warnings) == 1, warnings[:5]
+    assert "ignored 1,000 files the recipe does not use" in warnings[0]
+    assert "300 audio files not named <instrument>_<midi pitch> (take 0.wav, take 1.wav, take 10.wav, ...)" \
+        in warnings[0]
     assert len(list((tmp_path / "run" / "pads").glob("*.bin"))) == 1
