@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,58 @@ EXIT_USER_ERROR = 2
 
 class UserError(Exception):
     """A problem the user can fix; printed without a traceback, exit status 2."""
+
+
+def _positive_int(value: str) -> int:
+    """An argparse type: a whole number of 1 or more (batch sizes, steps, counts)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; give 1 or more") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: must be 1 or more")
+    return n
+
+
+def _port(value: str) -> int:
+    """An argparse type: a TCP port, 1-65535."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: a port is a number, 1-65535 (e.g. --port 8000)") from None
+    if not 1 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{n}: a port is 1-65535 (e.g. --port 8000)")
+    return n
+
+
+def _drop_output(stream) -> None:
+    """Send what is still written to ``stream`` to /dev/null: after its reader went away (``| head``)
+    the job goes on, and Python's flush at exit does not fail with "Exception ignored ... BrokenPipeError"."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, stream.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):  # (not a real file: nothing is left to fail at exit)
+        pass
+
+
+def _open_closed_std_fds() -> None:
+    """``onss run R >&-``: a closed stdin, stdout or stderr becomes /dev/null, so output is dropped
+    rather than failing, and no file the run opens gets descriptor 1 or 2 (nor its workers')."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -85,7 +138,10 @@ class ByteProgress:
         if now - self._last_line >= 5 or (total and done >= total):
             self._last_line = now
             pct = f" ({100 * done / total:.1f}%)" if total else ""
-            print(f"{self.label}: {done / 1e6:,.1f} MB{pct}", file=self.stream, flush=True)
+            try:
+                print(f"{self.label}: {done / 1e6:,.1f} MB{pct}", file=self.stream, flush=True)
+            except OSError:  # a closed pipe: the download goes on without its progress lines
+                _drop_output(self.stream)
 
     def __exit__(self, *exc) -> None:
         if self._rich is not None:
@@ -254,6 +310,7 @@ class EventPrinter:
         self.json = json_lines
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() and not json_lines
+        self.stopped = False  # the output failed (a closed pipe, a gone terminal): print nothing more
         self._last: dict[str, float] = {}
         self._progress = None
         self._tasks: dict[str, int] = {}
@@ -270,18 +327,43 @@ class EventPrinter:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
+        progress, self._progress = self._progress, None  # (later lines are plain prints)
+        if progress is not None:
+            try:
+                progress.__exit__(*exc)
+            except OSError:
+                self._stop()
+
+    def _stop(self) -> None:
+        """Output failed: the job goes on; what would have been printed is dropped."""
+        self.stopped = True
+        _drop_output(self.stream)
+        progress, self._progress = self._progress, None
+        if progress is not None:
+            try:
+                progress.stop()
+            except Exception:  # noqa: BLE001 (its last render; the output is gone anyway)
+                pass
 
     def _line(self, text: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(text)
-        else:
-            print(text, file=self.stream, flush=True)
+        if self.stopped:
+            return
+        try:
+            if self._progress is not None:  # paths and reasons may hold [...]: never Rich markup
+                self._progress.console.print(text, markup=False, highlight=False)
+            else:
+                print(text, file=self.stream, flush=True)
+        except OSError:  # BrokenPipeError (| head) and the like never stop the run
+            self._stop()
 
     def __call__(self, e: dict) -> None:
+        if self.stopped:
+            return
         if self.json:
-            print(json.dumps(e), file=self.stream, flush=True)
+            try:
+                print(json.dumps(e), file=self.stream, flush=True)
+            except OSError:
+                self._stop()
             return
         kind, stream = e["event"], e["stream"]
         if kind == "stage_start":
@@ -291,6 +373,8 @@ class EventPrinter:
             self._line(f"[{e['stage']}] done ({extra})")
         elif kind == "stage_skip":
             self._line(f"[{e['stage']}] already done")
+        elif kind == "stage_redo":
+            self._line(f"[{e['stage']}] again: {e['reason']}")
         elif kind == "stage_failed":
             self._line(f"[{e['stage']}] FAILED")
         elif kind == "warning":
@@ -305,19 +389,23 @@ class EventPrinter:
                 label, done, total, info = stream, e["done"], e["total"], ""
             if self._progress is not None:
                 key = stream
-                if key not in self._tasks:
-                    self._tasks[key] = self._progress.add_task(label, total=total, info=info)
-                self._progress.update(self._tasks[key], description=label, completed=done, total=total, info=info)
+                try:
+                    if key not in self._tasks:
+                        self._tasks[key] = self._progress.add_task(label, total=total, info=info)
+                    self._progress.update(self._tasks[key], description=label, completed=done, total=total,
+                                          info=info)
+                except OSError:
+                    self._stop()
             elif time.monotonic() - self._last.get(stream, 0) >= 5 or done >= total:
                 self._last[stream] = time.monotonic()
                 self._line(f"[{label}] {done}/{total} {info}".rstrip())
 
 
 def _run_recipe(recipe_path: Path, json_lines: bool, device: str | None) -> int:
-    from onss_tui.pipeline.runner import Runner
+    from onss_tui.pipeline.runner import Runner, stop_on_signals
 
     runner = Runner.from_file(recipe_path, device=device)
-    with EventPrinter(json_lines) as printer:
+    with stop_on_signals(), EventPrinter(json_lines) as printer:  # SIGTERM stops it as ctrl+c does
         runner.listener = printer
         run_dir = runner.execute()
     if not json_lines:
@@ -326,7 +414,7 @@ def _run_recipe(recipe_path: Path, json_lines: bool, device: str | None) -> int:
         plan = runner.run.plan()
         preview = (" (PREVIEW engine: not NSynth; for checking layout and corners)"
                    if engine_for(plan, "cpu").preview_note else "")
-        print(f"Done{preview}: {run_dir}\nCheck it on the device: onss deploy {run_dir} --to /media/SDCARD")
+        printer._line(f"Done{preview}: {run_dir}\nCheck it on the device: onss deploy {run_dir} --to /media/SDCARD")
     return 0
 
 
@@ -391,6 +479,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         alive = state.status or "?"
     print(f"{run.path}: {state.name or '?'} [{state.engine or '?'}]  {alive}")
+    if run.state_damaged():
+        print(f"  {run.state_path} cannot be read (damaged); running the recipe again rebuilds it from the "
+              "files, redoing only what their done markers do not certify")
     for stage in STAGES:
         info = state.stage(stage)
         extra = f"  {info.error}" if info.error else ""
@@ -407,8 +498,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    import signal
-
     from onss_tui.pipeline.rundir import RunDir
 
     run = RunDir(_run_dir_arg(args.run))
@@ -448,6 +537,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     run_dir = _run_dir_arg(args.run)
     if not (run_dir / "state.json").is_file():
         raise UserError(f"{run_dir}: not a run folder (no state.json).")
+    _need_terminal("attach", f"or watch it with `onss status {run_dir}`")
     create_app(run_dir=run_dir).run()
     return 0
 
@@ -472,7 +562,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         "(shared/golden beside the project)")
     samples = args.fidelity_samples if args.fidelity_samples is not None else (4096 if cuda else 256)
     for fused in {"triton", "persistent"} & set(args.kernels or ()):
-        from onss_tui.model import kernels
+        from onss_tui.engine import kernels
 
         why = kernels.why_unavailable(torch.device(device))
         if why:
@@ -494,14 +584,64 @@ def _app_kwargs(args: argparse.Namespace) -> dict:
     return {"workdir": Path(args.workdir).expanduser().resolve()} if getattr(args, "workdir", None) else {}
 
 
+def _need_terminal(command: str, instead: str = "or use `onss run RECIPE`") -> None:
+    """The wizard on a pipe or /dev/null would wait forever for keys: refuse, saying what to do."""
+    if os.environ.get("TEXTUAL_DRIVER"):  # onss serve runs it with the browser as its terminal
+        return
+    if not (sys.stdin and sys.stdin.isatty() and sys.stdout and sys.stdout.isatty()):
+        raise UserError(f"`onss {command}`: the wizard needs a terminal, and stdin or stdout is not one. "
+                        f"Run it in an SSH session (ssh -t HOST onss {command}) {instead}.")
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     from onss_tui.tui.app import create_app
 
+    _need_terminal("tui")
     create_app(**_app_kwargs(args)).run()
     return 0
 
 
+def _check_serve_address(host: str, port: int) -> None:
+    """Warn when the wizard would be open to the network; refuse a port that is taken, before serving."""
+    import errno
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UserError(f"--host {host}: not a name or address of this machine ({exc.strerror}); "
+                        "leave it out to serve on localhost, and use ssh -L") from None
+    if not all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos):
+        print(f"onss: warning: --host {host}: the wizard will be reachable from the network with no password; "
+              f"anyone who reaches port {port} can run recipes and write files as you. Safer: leave out --host "
+              f"(localhost) and forward the port over SSH: ssh -L {port}:localhost:{port} THIS-HOST, then open "
+              f"http://localhost:{port}", file=sys.stderr, flush=True)
+    for family, kind, proto, _, address in infos:
+        try:
+            sock = socket.socket(family, kind, proto)
+        except OSError:  # (no IPv6 here: the server skips it too)
+            continue
+        with sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise UserError(f"port {port} is in use on {host} (another onss serve, or another server); "
+                                    f"choose a free one with --port N, e.g. --port {port + 1 if port < 65535 else 8000}"
+                                    ) from None
+                if exc.errno == errno.EACCES:
+                    raise UserError(f"port {port}: only root may listen on ports below 1024; "
+                                    "use --port N with N from 1024 up, e.g. --port 8000") from None
+                raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); check --host, or leave it "
+                                "out to serve on localhost") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    _check_serve_address(args.host, args.port)
     try:
         from textual_serve.server import Server
     except ImportError:
@@ -599,7 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     enc.add_argument("--precision", default="fp32", choices=PRECISIONS)
     enc.add_argument("--ema", action="store_true", help="use the EMA weights instead of the raw ones")
-    enc.add_argument("--batch-size", type=int, default=8)
+    enc.add_argument("--batch-size", type=_positive_int, default=8)
     enc.set_defaults(func=cmd_encode)
 
     rec = sub.add_parser("recipe", help="check, import and describe recipes")
@@ -650,14 +790,15 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when there is one)")
     bn.add_argument("--precision", nargs="+", choices=PRECISIONS,
                     help="default: bf16 tf32 fp32 on a GPU, fp32 on the CPU")
-    bn.add_argument("--batch", nargs="+", type=int, help="batch sizes (default: 1 64 512 2048 4096 8192 on a GPU)")
+    bn.add_argument("--batch", nargs="+", type=_positive_int,
+                    help="batch sizes (default: 1 64 512 2048 4096 8192 on a GPU)")
     bn.add_argument("--kernels", nargs="+", choices=KERNELS,
                     help="layer steps to time: PyTorch ops, fused Triton kernels, many steps a launch (batches up to "
                          "64) (default: torch and triton where they run)")
-    bn.add_argument("--steps", type=int, help="timed decoder steps per measurement")
+    bn.add_argument("--steps", type=_positive_int, help="timed decoder steps per measurement")
     bn.add_argument("--no-encoder", action="store_true", help="skip the encoder measurement")
     bn.add_argument("--golden", help="the golden reference folder: adds the fidelity table (KL to fp32, top-1)")
-    bn.add_argument("--fidelity-samples", type=int,
+    bn.add_argument("--fidelity-samples", type=_positive_int,
                     help="teacher-forced steps per golden clip (default 4096 GPU, 256 CPU)")
     bn.add_argument("--no-save", action="store_true", help="do not store the result for the wizard")
     bn.add_argument("--json", help="also write the result to this file")
@@ -667,13 +808,13 @@ def build_parser() -> argparse.ArgumentParser:
     tu.set_defaults(func=cmd_tui)
     sv = sub.add_parser("serve", help="serve the wizard in a browser via textual-serve (extra: serve)")
     sv.add_argument("--host", default="localhost", help="bind address (default localhost: use ssh -L)")
-    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--port", type=_port, default=8000)
     sv.set_defaults(func=cmd_serve)
 
     val = sub.add_parser("validate", help="check pad files and the device settings.json before deploying")
     val.add_argument("pads_dir", help="folder of .bin pad files (or a run folder's pads/)")
     val.add_argument("--settings", help="the device settings.json (default: beside or above the pads)")
-    val.add_argument("--resolution", type=int, help="the resolution the pads were made with")
+    val.add_argument("--resolution", type=_positive_int, help="the resolution the pads were made with")
     val.add_argument("--pitches", help="the pitches the pads were made with, comma-separated, in order")
     val.add_argument("--no-content", action="store_true", help="skip the row content checks (faster)")
     val.add_argument("--json", action="store_true", help="findings as JSON")
@@ -682,6 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _open_closed_std_fds()
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
@@ -694,13 +836,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         create_app().run()
         return 0
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as "Exception ignored" at exit
+        return code
+    except BrokenPipeError:  # `onss ... | head`: the reader has what it wanted
+        _drop_output(sys.stdout)
+        return 128 + signal.SIGPIPE
     except _user_errors() as exc:
         print(f"onss: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("onss: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"onss: interrupted ({signal.Signals(signum).name}); what was finished is kept, nothing unfinished "
+              "is marked done. Run the same command again to resume.", file=sys.stderr)
+        return 128 + signum
     except RuntimeError as exc:
         if "CUDA" in str(exc) or "device" in str(exc):
             print(f"onss: error: {exc}", file=sys.stderr)

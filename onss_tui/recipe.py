@@ -31,6 +31,12 @@ from onss_tui.vocab import ROW_LENGTH, CleanMode, Engine, KernelsSetting, Precis
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]*$")
 CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
+MAX_RECIPE_BYTES = 1_000_000  # a recipe is a few hundred bytes; a bigger file is the wrong file
+MAX_YAML_VALUES = 100_000  # values after aliases are expanded: refuses a "billion laughs" recipe
+NAME_MAX = 255  # bytes in one file name (ext4, tmpfs, the device's card)
+# The longest name the run writes for a pad <tl>_<tr>_<bl>_<br>.bin is the temporary file of its done
+# marker, pack/done/.<pad>.bin.done.<8 random>.tmp: 19 bytes more than the pad's file name.
+PAD_NAME_MAX = NAME_MAX - len(".") - len(".done") - len(".12345678") - len(".tmp")
 
 __all__ = ["Recipe", "RecipeError", "load_recipe", "save_recipe", "recipe_schema", "import_original_settings"]
 
@@ -110,6 +116,19 @@ class Corners(_Strict):
                     raise ValueError(f"instrument {inst.name!r} appears {where}; "
                                      "each instrument may sit in one corner once")
                 seen[inst.name] = corner
+        return self
+
+    @model_validator(mode="after")
+    def _pad_name_length(self) -> Corners:
+        # one instrument of each corner names each pad: the longest combination is the longest of each
+        longest = [max((i.name for i in c), key=lambda n: len(n.encode())) for c in self.lists()]
+        pad = "_".join(longest) + ".bin"
+        size = len(pad.encode())
+        if size > PAD_NAME_MAX:
+            raise ValueError(f"the longest pad file name, {pad}, is {size} bytes; pad file names (one instrument "
+                             f"of each corner) may have at most {PAD_NAME_MAX} (file names are limited to "
+                             f"{NAME_MAX} bytes and the run adds to them): use shorter instrument names (what the "
+                             "device shows is set by display and abbr)")
         return self
 
     def lists(self) -> list[list[Instrument]]:
@@ -246,15 +265,72 @@ def _message(err: ErrorDetails) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_expansion(root: yaml.Node, text: str, source: str, limit: int = MAX_YAML_VALUES) -> None:
+    """Refuse YAML whose aliases expand it beyond ``limit`` values (or into a loop), before any
+    Python object is built. An alias is the very node its anchor names, so sizes are memoised by
+    node id: the graph is walked once, however far it would expand."""
+
+    def anchor(node: yaml.Node) -> tuple[str, str]:
+        mark = node.start_mark
+        name = re.match(r"&([^\s,\[\]{}]+)", text[mark.index:])
+        return f"{source}:{mark.line + 1}:{mark.column + 1}", (f"&{name.group(1)}" if name else "an anchor")
+
+    size: dict[int, int] = {}
+    refs: dict[int, int] = {}
+    nodes: dict[int, yaml.Node] = {}
+    open_: set[int] = set()  # nodes being walked: the path from the root
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finish = stack.pop()
+        key = id(node)
+        if finish:
+            open_.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in _children(node))
+            if size[key] > limit:
+                aliased = [k for k, n in refs.items() if n > 1 and k in size]
+                if not aliased:
+                    raise RecipeError([f"{source}: holds more than {limit:,} values; a recipe needs a few hundred. "
+                                       "Is this the right file?"])
+                where, name = anchor(nodes[max(aliased, key=lambda k: size[k])])
+                raise RecipeError([f"{where}: {name} is repeated through aliases until the recipe expands to more "
+                                   f"than {limit:,} values (a YAML bomb); a recipe needs a few hundred. Write the "
+                                   "values out instead of repeating them with aliases."])
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            where, name = anchor(node)
+            raise RecipeError([f"{where}: {name} contains an alias of itself, so it never ends; "
+                               "remove that alias"])
+        open_.add(key)
+        nodes[key] = node
+        stack.append((node, True))
+        for child in _children(node):
+            refs[id(child)] = refs.get(id(child), 0) + 1
+            nodes.setdefault(id(child), child)
+            stack.append((child, False))
+
+
 def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     """Validate YAML text; raises RecipeError listing every problem with its position."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_expansion(node, text, source)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         raise RecipeError([f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    except RecursionError:
+        raise RecipeError([f"{source}: nested too deeply to be a recipe (lists or mappings inside each other "
+                           "hundreds of levels down); is this the right file?"]) from None
     if not isinstance(data, dict):
         raise RecipeError([f"{source}:1:1: a recipe is a YAML mapping of keys (name, inputs, corners, pitches, ...)"])
     positions = _positions(node) if node is not None else {}
@@ -273,10 +349,25 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
 
 def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
+    too_big = (f"{path}: more than {MAX_RECIPE_BYTES:,} bytes; a recipe is a short YAML file (a few hundred "
+               "bytes). Is this the right file?")
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError([too_big])
+        with open(path, "rb") as f:
+            raw = f.read(MAX_RECIPE_BYTES + 1)  # never more: the file may grow, or never end (a device)
     except OSError as exc:
         raise RecipeError([f"{path}: cannot read the recipe ({exc.strerror})"]) from None
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeError([too_big])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise RecipeError([f"{path}:{line}:{col}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                           f"{exc.start}); save the file as UTF-8 (in the editor's encoding menu, or: "
+                           f"iconv -f latin1 -t utf-8 {path.name} > fixed.yaml)"]) from None
     return parse_recipe(text, str(path))
 
 

@@ -29,6 +29,11 @@ EXPECTED_SIZES: dict[str, int] = {
     f"{CHECKPOINT_PREFIX}.data-00000-of-00001": 986_763_532,
     f"{CHECKPOINT_PREFIX}.index": 63_671,
 }
+META_SIZE = 7_060_787  # model.ckpt-200000.meta, in the tar too (spec §3.1)
+# What unpacking may write in all: the published files with room to spare. An archive that would
+# expand further is not the checkpoint (a decompression bomb); it is refused before it fills the disk.
+MAX_UNPACK_BYTES = (sum(EXPECTED_SIZES.values()) + META_SIZE) * 3 // 2
+MAX_MEMBERS = 100  # the published tar holds a folder and 3 files
 
 Progress = Callable[[int, int | None], None]  # (bytes done, bytes total or None)
 
@@ -135,10 +140,22 @@ def _content_range_total(value: str | None) -> int | None:
 # Unpack and install
 
 
-def _safe_members(tar: tarfile.TarFile, tar_path: Path) -> list[tarfile.TarInfo]:
+def _too_big(tar_path: Path, what: str) -> InstallError:
+    return InstallError(f"{tar_path}: {what}, more than the {MAX_UNPACK_BYTES:,} bytes allowed (the NSynth checkpoint "
+                        f"is {sum(EXPECTED_SIZES.values()) + META_SIZE:,}). The archive is not the NSynth checkpoint "
+                        "(it may be a decompression bomb); nothing was installed and what was unpacked is removed. "
+                        "Download it again (onss model download).")
+
+
+def _safe_members(tar: tarfile.TarFile, tar_path: Path, sizes: Mapping[str, int]) -> list[tarfile.TarInfo]:
+    """Check every header as it is read, before any data is: names, kinds, declared sizes and their sum."""
     members = []
-    for m in tar.getmembers():
+    total = 0
+    for count, m in enumerate(tar, 1):  # header by header (a bomb is refused before its data is expanded)
         name = m.name
+        if count > MAX_MEMBERS:
+            raise InstallError(f"{tar_path}: holds more than {MAX_MEMBERS} entries; the NSynth checkpoint is 3 files. "
+                               "The archive is not the NSynth checkpoint; download it again (onss model download).")
         parts = Path(name).parts
         if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
             raise InstallError(f"{tar_path}: refusing to unpack {name!r}: it points outside the target folder. "
@@ -146,6 +163,15 @@ def _safe_members(tar: tarfile.TarFile, tar_path: Path) -> list[tarfile.TarInfo]
         if m.issym() or m.islnk() or m.isdev():
             raise InstallError(f"{tar_path}: refusing to unpack link or device {name!r}. "
                                "The tar is not the published checkpoint.")
+        if m.isfile():
+            base = Path(name).name
+            if base in sizes and m.size != sizes[base]:
+                raise InstallError(f"{tar_path}: {name} is {m.size:,} bytes in the archive, the published file is "
+                                   f"{sizes[base]:,}. The archive is damaged or not the NSynth checkpoint; "
+                                   "download it again (onss model download).")
+            total += m.size
+            if total > MAX_UNPACK_BYTES:
+                raise _too_big(tar_path, f"its files would unpack to {total:,} bytes or more (at {name})")
         if m.isfile() or m.isdir():
             members.append(m)
     return members
@@ -170,11 +196,20 @@ def install_from_tar(
     target = models_dir / CHECKPOINT_DIRNAME
     if not tar_path.is_file():
         raise InstallError(f"{tar_path}: no such file. Pass the downloaded wavenet-ckpt.tar.")
+    sizes = EXPECTED_SIZES if expected_sizes is None else expected_sizes
+    limit = MAX_UNPACK_BYTES
+
+    def counted(done: int, total: int | None) -> None:  # the bytes really written, whatever a header says
+        if done > limit:
+            raise _too_big(tar_path, f"unpacking it wrote {done:,} bytes")
+        if progress:
+            progress(done, total)
+
     staging = Path(tempfile.mkdtemp(prefix=".wavenet-ckpt.", dir=models_dir))
     try:
         try:
             with tarfile.open(tar_path) as tar:
-                members = _safe_members(tar, tar_path)
+                members = _safe_members(tar, tar_path, sizes)
                 total = sum(m.size for m in members)
                 done = 0
                 for m in members:
@@ -186,7 +221,7 @@ def install_from_tar(
                     src = tar.extractfile(m)
                     assert src is not None
                     with src, open(dest, "wb") as out:
-                        done = _copy_with_progress(src, out, done, total, progress)
+                        done = _copy_with_progress(src, out, done, total, counted)
         except (tarfile.TarError, EOFError) as exc:
             raise InstallError(f"{tar_path}: not a complete tar archive ({exc}). "
                                "Download it again (onss model download).") from exc
@@ -195,7 +230,6 @@ def install_from_tar(
         if not indexes:
             raise InstallError(f"{tar_path}: holds no checkpoint (.index file). Is it wavenet-ckpt.tar?")
         found = indexes[0].parent
-        sizes = EXPECTED_SIZES if expected_sizes is None else expected_sizes
         if sizes:
             for name, size in sizes.items():
                 f = found / name
