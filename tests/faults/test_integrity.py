@@ -280,3 +280,53 @@ def test_damaged_state_and_events_are_survived(tmp_path, reference):
     assert digests(run / "pads") == want
     r = onss("status", str(run))
     assert "cannot be read" not in r.stdout and "]  done" in r.stdout
+
+
+def _workers_in_group(pgid: int) -> list[str]:
+    """The generate and pool workers still alive in a process group (Linux /proc; multiprocessing's
+    resource tracker, which goes by itself once its parent has gone, is not a worker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z" and ("pipeline.worker" in cmd or "spawn_main" in cmd):
+            found.append(cmd)
+    return found
+
+
+def test_ctrl_c_stops_the_generate_workers_before_the_supervisor(tmp_path, reference):
+    """ctrl+c (SIGINT to the group) while two generate worker processes run: they ignore it and the
+    supervisor stops them (SIGTERM, then waits; their parent-death signal is the second line of
+    defence): when it has exited, no worker of the run is alive, it says it was interrupted (130),
+    nothing unfinished is certified, and the resumed pads are the same."""
+    want, _ = reference
+    recipe = make(tmp_path, generation={"gpus": 2, "batch_size": 2})
+    run = tmp_path / "run"
+    rng = np.random.default_rng(5)
+    stopped = 0
+    for _ in range(6):
+        events = run / "events" / "generate-w1.jsonl"
+        since = len(events.read_text().splitlines()) if events.is_file() else 0
+        p = subprocess.Popen([sys.executable, "-m", "onss_tui", "run", str(recipe)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+        while p.poll() is None and not (events.is_file() and len(events.read_text().splitlines()) > since):
+            time.sleep(0.005)
+        time.sleep(float(rng.uniform(0, 0.3)))
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        assert "Traceback" not in err, err
+        left = _workers_in_group(p.pid)
+        assert not left, f"workers outlived their supervisor's ctrl+c: {left}"
+        assert_certified(run)
+        if p.returncode == 0:
+            break
+        assert p.returncode == 130 and "interrupted (SIGINT)" in err, err
+        stopped += 1
+    assert stopped >= 2
+    r = onss("run", str(recipe))
+    assert r.returncode == 0, r.stderr
+    assert digests(run / "pads") == want
