@@ -15,7 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["deferred", "ignore_interrupts", "children_ignore_interrupts"]
+__all__ = ["deferred", "ignore_interrupts", "children_ignore_interrupts", "in_main_thread"]
+
+
+def in_main_thread() -> bool:
+    """Python runs signal handlers, and lets them be set, only in the main thread."""
+    return threading.current_thread() is threading.main_thread()
 
 HELD = (signal.SIGINT, signal.SIGTERM)
 
@@ -24,7 +29,7 @@ HELD = (signal.SIGINT, signal.SIGTERM)
 def deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM until the block ends, then deliver what came (main thread only:
     elsewhere Python runs no signal handlers anyway)."""
-    if threading.current_thread() is not threading.main_thread():
+    if not in_main_thread():
         yield
         return
     came: list[int] = []
@@ -56,7 +61,7 @@ def children_ignore_interrupts() -> Iterator[None]:
     through exec, and Python then leaves it so), so a ctrl+c while a worker is still starting up
     does not kill it half-way with a traceback on the terminal. For the block itself (a pool's
     fork and exec, milliseconds) the supervisor ignores ctrl+c too; a handler could not pass on."""
-    if threading.current_thread() is not threading.main_thread():
+    if not in_main_thread():
         yield
         return
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)

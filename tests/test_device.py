@@ -21,13 +21,19 @@ def sound(index: int, n: int = 20000) -> np.ndarray:
     return np.concatenate([np.zeros(1000), x]).astype(np.float32)
 
 
-@pytest.fixture
-def pack(tmp_path):
-    plan = plan_sounds(CORNERS, PITCHES, R)
+def write_pads(pads, corners, pitches, resolution):
+    """Every pad of a grid, each row a distinct tone (:func:`sound`), into ``pads``: (plan, rows)."""
+    plan = plan_sounds(corners, pitches, resolution)
     rows = [post_process(sound(s.index))[0] for s in plan.sounds]
-    pads = tmp_path / "pads"
     for combo, table in plan.pads.items():
         write_pad(pads / pad_filename(combo), (rows[i] for i in table), plan.rows_per_pad)
+    return plan, rows
+
+
+@pytest.fixture
+def pack(tmp_path):
+    pads = tmp_path / "pads"
+    plan, rows = write_pads(pads, CORNERS, PITCHES, R)
     instruments = [[Instrument.from_name(n) for n in c] for c in CORNERS]
     settings = build_settings(instruments, PITCHES, R, DeviceOptions(data_directory="/home/pi/birds"))
     path = write_settings(tmp_path / "settings.json", settings)

@@ -28,6 +28,7 @@ from onss_tui.pipeline.files import FileDigest, StageState
 from onss_tui.pipeline.grid import plan_sounds, stage_bytes
 from onss_tui.pipeline.rundir import STAGES, RunDir
 from onss_tui.recipe import Recipe, load_recipe, parse_recipe, recipe_yaml
+from onss_tui.signals import in_main_thread
 
 __all__ = ["RunError", "Runner", "Stopped", "stop_on_signals", "resolved_recipe", "run_dir_of", "start_detached",
            "ONSS_NAMES"]
@@ -322,7 +323,7 @@ class stop_on_signals:
 
     def __enter__(self) -> None:
         self.old: dict[int, Any] = {}
-        if sys.platform == "win32" or threading_main() is False:
+        if sys.platform == "win32" or not in_main_thread():
             return
         for sig in self.SIGNALS:
             old = signal.getsignal(sig)
@@ -334,12 +335,6 @@ class stop_on_signals:
     def __exit__(self, *exc: object) -> None:
         for sig, old in self.old.items():
             signal.signal(sig, old)
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _raise_stopped(signum: int, frame: object) -> None:

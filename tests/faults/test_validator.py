@@ -7,7 +7,6 @@ import math
 
 import pytest
 
-from onss_tui.device.pads import pad_filename, post_process, write_pad
 from onss_tui.device.settings import (
     DeviceOptions,
     Instrument,
@@ -16,8 +15,7 @@ from onss_tui.device.settings import (
     validate_settings,
     write_settings,
 )
-from onss_tui.pipeline.grid import plan_sounds
-from tests.test_device import sound
+from tests.test_device import write_pads
 
 CORNERS = [["bird1"], ["bird2"], ["bird3"], ["bird4"]]
 PITCHES = [60]
@@ -27,11 +25,8 @@ R = 2
 @pytest.fixture
 def pack(tmp_path):
     """A one-pad pack and the settings.json the project's writer makes for it."""
-    plan = plan_sounds(CORNERS, PITCHES, R)
-    rows = [post_process(sound(s.index))[0] for s in plan.sounds]
     pads = tmp_path / "pads"
-    for combo, table in plan.pads.items():
-        write_pad(pads / pad_filename(combo), (rows[i] for i in table), plan.rows_per_pad)
+    write_pads(pads, CORNERS, PITCHES, R)
     return pads, write_settings(tmp_path / "settings.json", good_settings())
 
 
