@@ -23,6 +23,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from onss_tui.recipe import Recipe
 
 EXIT_USER_ERROR = 2
 
@@ -423,7 +427,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from onss_tui.recipe import load_recipe
 
     path = Path(args.recipe).expanduser()
-    load_recipe(path)  # every recipe problem is reported here, before anything starts
+    recipe = load_recipe(path)  # every recipe problem is reported here, before anything starts
+    if args.slurm:
+        return _slurm_dry_run(path, recipe, args)
     if args.dry_run:
         return _dry_run(path, args.json, args.device)
     if args.detach:
@@ -441,6 +447,28 @@ def _dry_run(path: Path, json_out: bool, device: str | None) -> int:
 
     report = dry_run(Runner.from_file(path, device=device))
     print(json.dumps(report, indent=2) if json_out else dry_run_text(report))
+    return 0
+
+
+SLURM_EXAMPLE = """\
+slurm:
+  partition: gpu        # sinfo lists the partitions
+  time: "12:00:00"      # each job's time limit
+  max_tasks: 4          # generate tasks at once (one GPU each)"""
+
+
+def _slurm_dry_run(path: Path, recipe: Recipe, args: argparse.Namespace) -> int:
+    if not args.dry_run:
+        raise UserError("Slurm submission is not available yet; see --dry-run --slurm for the jobs onss would "
+                        "submit.")
+    if recipe.slurm is None:
+        raise UserError(f"{path}: --slurm needs a 'slurm:' section in the recipe (where and how to submit); "
+                        f"add one, e.g.\n{SLURM_EXAMPLE}\n(docs/slurm.md has the other fields)")
+    from onss_tui.pipeline.dryrun import slurm_dry_run, slurm_dry_run_text
+    from onss_tui.pipeline.runner import Runner
+
+    report = slurm_dry_run(Runner.from_file(path), python=sys.executable)
+    print(json.dumps(report, indent=2) if args.json else slurm_dry_run_text(report))
     return 0
 
 
@@ -765,6 +793,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="check every note and show the plan (work, workers, time, disk) without running or "
                           "writing anything")
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    run.add_argument("--slurm", action="store_true",
+                     help="over a Slurm cluster, as the recipe's slurm: section says (for now with --dry-run "
+                          "only: the jobs it would submit)")
     run.set_defaults(func=cmd_run)
     st = sub.add_parser("status", help="the stages and progress of a run")
     st.add_argument("run", nargs="?", help="run folder or recipe (default: the newest under ./runs)")

@@ -38,7 +38,8 @@ NAME_MAX = 255  # bytes in one file name (ext4, tmpfs, the device's card)
 # marker, pack/done/.<pad>.bin.done.<8 random>.tmp: 19 bytes more than the pad's file name.
 PAD_NAME_MAX = NAME_MAX - len(".") - len(".done") - len(".12345678") - len(".tmp")
 
-__all__ = ["Recipe", "RecipeError", "load_recipe", "save_recipe", "recipe_schema", "import_original_settings"]
+__all__ = ["Recipe", "RecipeError", "Slurm", "slurm_time", "load_recipe", "save_recipe", "recipe_schema",
+           "import_original_settings"]
 
 
 class RecipeError(Exception):
@@ -186,6 +187,104 @@ class Device(_Strict):
         return self
 
 
+SLURM_TIME_RE = re.compile(r"^(?:(?P<d>\d+)-(?P<dh>\d+)(?::(?P<dm>\d+)(?::(?P<ds>\d+))?)?"
+                           r"|(?P<a>\d+)(?::(?P<b>\d+)(?::(?P<c>\d+))?)?)$")
+SLURM_MEM_RE = re.compile(r"^(\d+)([KMGT]?)$", re.IGNORECASE)
+# sbatch options onss sets itself: refused in slurm.extra, with where each one comes from
+SLURM_OWN_OPTIONS = {
+    "--array": "onss sizes the generate array from the plan (slurm.max_tasks bounds how many run at once)",
+    "--dependency": "onss chains its head, generate and finish jobs itself",
+    "--job-name": "onss names its jobs onss-<recipe name>-<role>, which is how it finds them again",
+    "--output": "onss writes every job's log to <run>/logs/",
+    "--error": "onss writes every job's log (stdout and stderr) to <run>/logs/",
+    "--parsable": "onss reads the job ids that sbatch prints",
+    "--wrap": "onss gives each job its command",
+    "--requeue": "onss requeues its jobs on preemption and node failure",
+    "--no-requeue": "onss requeues its jobs on preemption and node failure; a run resumes only so",
+    "--signal": "onss asks for USR2 before the time limit so a generate task saves its state",
+    "--partition": "set slurm.partition instead", "--account": "set slurm.account instead",
+    "--qos": "set slurm.qos instead", "--time": "set slurm.time instead",
+    "--gpus-per-task": "set slurm.gpus_per_task instead", "--cpus-per-task": "set slurm.cpus_per_task instead",
+    "--mem": "set slurm.mem instead",
+}
+
+
+def slurm_time(v: str) -> str:
+    """A Slurm time limit (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS) as [D-]HH:MM:SS."""
+    m = SLURM_TIME_RE.match(v.strip())
+    if not m:
+        raise ValueError(f"{v!r}: not a Slurm time; write minutes (90), MM:SS, HH:MM:SS, D-HH, D-HH:MM or "
+                         "D-HH:MM:SS, e.g. '12:00:00' for 12 hours or '2-00:00:00' for 2 days (quote it)")
+    g = {k: int(x) for k, x in m.groupdict().items() if x is not None}
+    if "d" in g:
+        seconds = ((g["d"] * 24 + g["dh"]) * 60 + g.get("dm", 0)) * 60 + g.get("ds", 0)
+    elif "c" in g:
+        seconds = (g["a"] * 60 + g["b"]) * 60 + g["c"]
+    else:
+        seconds = g["a"] * 60 + g.get("b", 0)
+    if seconds < 60:
+        raise ValueError(f"{v!r}: under a minute; a job needs minutes at least (e.g. '30' or '02:00:00')")
+    days, rest = divmod(seconds, 86400)
+    clock = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}-{clock}" if days else clock
+
+
+class Slurm(_Strict):
+    """Where and how the run's jobs are submitted on a Slurm cluster (``onss run RECIPE --slurm``)."""
+
+    partition: str = Field(description="the partition (sinfo lists them)")
+    account: str | None = Field(None, description="the account to charge (sacctmgr show assoc user=$USER)")
+    qos: str | None = Field(None, description="the quality of service, where the cluster asks for one")
+    time: str = Field(description="each job's time limit: MM, HH:MM:SS, D-HH:MM:SS, ... (minutes as a number)")
+    gpus_per_task: int = Field(1, ge=1, description="GPUs of each generate task (nsynth engine)")
+    max_tasks: int = Field(ge=1, description="how many generate tasks may run at once")
+    cpus_per_task: int | None = Field(None, ge=1, description="CPUs of each task (default: the partition's)")
+    mem: str | None = Field(None, description="memory of each job: 16G, 500M, ... (a number: megabytes)")
+    extra: list[str] = Field(default_factory=list, description="further sbatch options, e.g. --constraint=h100")
+
+    @field_validator("partition", "account", "qos")
+    @classmethod
+    def _word(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c.isspace() for c in v)):
+            raise ValueError(f"{v!r}: one name without spaces (sinfo and sacctmgr list them)")
+        return v
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)  # minutes, as Slurm reads a bare number
+        return slurm_time(v) if isinstance(v, str) else v
+
+    @field_validator("mem", mode="before")
+    @classmethod
+    def _mem(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)  # megabytes, as Slurm reads a bare number
+        if isinstance(v, str):
+            m = SLURM_MEM_RE.match(v.strip())
+            if not m:
+                raise ValueError(f"{v!r}: not a Slurm size; write a number and K, M, G or T, e.g. '16G' or '500M'")
+            return m.group(1) + m.group(2).upper()
+        return v
+
+    @field_validator("extra")
+    @classmethod
+    def _extra(cls, v: list[str]) -> list[str]:
+        for option in v:
+            if not option.startswith("--") or len(option) < 3:
+                raise ValueError(f"{option!r}: write each sbatch option in its long form, starting with '--' "
+                                 "(e.g. --constraint=h100, not -C h100)")
+            if any(c.isspace() for c in option):
+                raise ValueError(f"{option!r}: one option per entry, its value after '=' (e.g. "
+                                 "[--constraint=h100, --exclusive])")
+            name = option.split("=", 1)[0]
+            if name in SLURM_OWN_OPTIONS:
+                raise ValueError(f"{option!r}: onss sets {name} itself ({SLURM_OWN_OPTIONS[name]}); "
+                                 "remove it from slurm.extra")
+        return v
+
+
 class Recipe(_Strict):
     name: str
     inputs: str = Field(description="folder of <instrument>_<pitch> audio files")
@@ -198,6 +297,7 @@ class Recipe(_Strict):
     clean: Clean = Field(default_factory=Clean)
     device: Device = Field(default_factory=Device)
     output: str | None = Field(None, description="the run folder (default: runs/<name>)")
+    slurm: Slurm | None = Field(None, description="run over a Slurm cluster: onss run RECIPE --slurm")
 
     @field_validator("name")
     @classmethod
@@ -317,6 +417,20 @@ def _check_expansion(root: yaml.Node, text: str, source: str, limit: int = MAX_Y
             stack.append((child, False))
 
 
+def _keep_text(root: yaml.Node, data: dict, path: tuple[str, ...]) -> None:
+    """The value at ``path`` as written: YAML 1.1 reads an unquoted 1:30:00 as the number 5400."""
+    node: yaml.Node | None = root
+    target: Any = data
+    for key in path:
+        if not isinstance(node, yaml.MappingNode) or not isinstance(target, dict) or key not in target:
+            return
+        node = next((v for k, v in node.value if k.value == key), None)
+        if key != path[-1]:
+            target = target[key]
+    if isinstance(node, yaml.ScalarNode) and node.style is None and ":" in node.value:
+        target[path[-1]] = node.value
+
+
 def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     """Validate YAML text; raises RecipeError listing every problem with its position."""
     try:
@@ -334,6 +448,8 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     if not isinstance(data, dict):
         raise RecipeError([f"{source}:1:1: a recipe is a YAML mapping of keys (name, inputs, corners, pitches, ...)"])
     positions = _positions(node) if node is not None else {}
+    if node is not None:
+        _keep_text(node, data, ("slurm", "time"))
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
@@ -378,6 +494,8 @@ def recipe_yaml(recipe: Recipe) -> str:
         corners[c] = [i["name"] if i["display"] is None and i["abbr"] is None else
                       {k: v for k, v in i.items() if v is not None} for i in data["corners"][c]]
     data["corners"] = corners
+    if data.get("slurm") is None:  # absent, as in every recipe written before it existed (and their digests)
+        data.pop("slurm", None)
     return yaml.dump(data, Dumper=_RecipeDumper, sort_keys=False, width=100, allow_unicode=True)
 
 

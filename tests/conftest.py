@@ -40,6 +40,7 @@ if not torch.cuda.is_available():  # the fused Triton kernels run in Triton's CP
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from onss_tui.model.golden import golden_variables as load_golden_variables
+from tests.slurm import slurm  # noqa: F401  (the real Slurm cluster fixture: tests/slurm.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(os.environ.get("ONSS_GOLDEN") or ROOT.parent / "shared" / "golden")  # ONSS_GOLDEN: on a GPU box

@@ -20,22 +20,28 @@ from onss_tui.vocab import AUTO
 if TYPE_CHECKING:
     from onss_tui.pipeline.runner import Runner
 
-__all__ = ["dry_run", "dry_run_text"]
+__all__ = ["dry_run", "dry_run_text", "slurm_dry_run", "slurm_dry_run_text"]
 
 
-def dry_run(runner: Runner) -> dict[str, Any]:
-    """The report (JSON-able). Raises the errors a real run would raise, before any work."""
+def _checked(runner: Runner) -> dict[str, Any]:
+    """The checks a real run makes before any work (raising its errors), and what the folder holds."""
     recipe, run = runner.recipe, runner.run
     runner._check_paths(create=False)
     runner.check_recipe_unchanged()
     keys, _, _, warnings = read_notes(recipe, Path(recipe.inputs))
     state = run.state()
     done = [s for s in STAGES if state.stage(s).status == "done"]
-    report: dict[str, Any] = {
+    return {
         "recipe": recipe.name, "run_folder": str(run.path), "run_folder_exists": run.path.exists(),
         "stages_done": done, "stages_to_run": [s for s in STAGES if s not in done],
         "notes": len(keys), "warnings": warnings,
     }
+
+
+def dry_run(runner: Runner) -> dict[str, Any]:
+    """The report (JSON-able). Raises the errors a real run would raise, before any work."""
+    recipe, run = runner.recipe, runner.run
+    report = _checked(runner)
     if run.has_plan():  # a resumed run keeps its plan
         plan = run.plan()
         report.update(_from_plan(plan), planned="kept from the run folder's plan.json")
@@ -61,6 +67,61 @@ def dry_run(runner: Runner) -> dict[str, Any]:
         estimates=est.model_dump(),
     )
     return report
+
+
+def slurm_dry_run(runner: Runner, python: str = "python") -> dict[str, Any]:
+    """``--dry-run --slurm``: the same checks, then the jobs onss would submit (the recipe's ``slurm:``
+    section). Asks no GPU and no scheduler: the plan's settings are decided later, in the head job."""
+    from onss_tui.cluster.slurm import lay_out_jobs
+    from onss_tui.pipeline.grid import plan_sounds
+
+    recipe, run = runner.recipe, runner.run
+    report = {**_checked(runner), "engine": recipe.engine}
+    if run.has_plan():  # a resumed run keeps its plan
+        plan = run.plan()
+        jobs = lay_out_jobs(recipe, run.path, plan=plan, python=python)
+        report.update(sounds=plan.sounds, batch_size=plan.batch_size, planned="kept from the run folder's plan.json")
+    else:
+        if recipe.engine == "nsynth":
+            planning._check_checkpoint(recipe)
+        sounds = len(plan_sounds(recipe.corners.names(), recipe.pitches, recipe.resolution).sounds)
+        g = recipe.generation
+        batch = (int(g.batch_size) if g.batch_size != AUTO else
+                 planning.PREVIEW_BATCH if recipe.engine == "preview" else None)
+        jobs = lay_out_jobs(recipe, run.path, sounds=sounds, batch=batch, python=python)
+        report.update(sounds=sounds, batch_size=batch if batch is not None else
+                      "auto: from the head job's GPU memory once the precision is measured",
+                      planned="by the head job, on its GPU" if recipe.engine == "nsynth" else "by the head job")
+    report["slurm"] = jobs.as_dict()
+    return report
+
+
+def slurm_dry_run_text(report: dict[str, Any]) -> str:
+    slurm = report["slurm"]
+    lines = [
+        f"Dry run of {report['recipe']!r} on Slurm: nothing was submitted or written.",
+        f"  run folder    {report['run_folder']}" + ("" if report["run_folder_exists"] else " (would be created)"),
+        f"  notes         {report['notes']} found and readable" +
+        (f", {len(report['warnings'])} warnings" if report["warnings"] else ""),
+    ]
+    lines += [f"    warning: {w}" for w in report["warnings"]]
+    lines += [f"  engine        {report['engine']}: {report['sounds']:,} unique sounds",
+              f"  batch_size    {report['batch_size']}",
+              f"  plan          {report['planned']}",
+              f"  would run     {', '.join(report['stages_to_run']) or 'nothing: the run is done'}", ""]
+    for job in slurm["jobs"]:
+        after = f", after {job['after']['job']} ({job['after']['type']})" if job["after"] else ""
+        where = f"{job['gpus_per_task']} GPU(s) a task" if job["gpus_per_task"] else "CPUs only"
+        lines.append(f"{job['role']} job: {', '.join(job['stages'])}; {where}{after}")
+        lines.append(f"  {job['line']}")
+        for t in job["tasks"]:
+            ids = ", ".join(str(s["id"]) for s in t["shards"]) or "none"
+            lines.append(f"  task {t['index']}: worker(s) {', '.join(map(str, t['workers']))}, "
+                         f"shard(s) {ids}, {t['sounds']:,} sounds")
+    if not slurm["shards_final"]:
+        lines.append("  (shards: one per worker shown; the plan splits them by the batch it measures on the GPU)")
+    lines.append("Job ids are known once submitted: {head} and {generate} stand for them.")
+    return "\n".join(lines)
 
 
 def _executor(e: planning.Executor, shards: list[planning.Shard]) -> dict[str, Any]:

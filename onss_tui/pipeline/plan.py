@@ -176,7 +176,8 @@ class RunPlan(_Frozen):
 
 
 def recipe_digest(recipe: Recipe) -> str:
-    return hashlib.sha256(recipe_yaml(recipe).encode()).hexdigest()
+    """What a run's outputs depend on: the recipe but its ``slurm:`` section (where it runs, not what)."""
+    return hashlib.sha256(recipe_yaml(recipe.model_copy(update={"slurm": None})).encode()).hexdigest()
 
 
 def make_shards(n_sounds: int, shard_size: int, workers: int) -> list[Shard]:

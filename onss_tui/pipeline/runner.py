@@ -309,9 +309,14 @@ class Runner:
                 old = parse_recipe(stored.read_text(), str(stored))
             except Exception:
                 old = None
-            if old is not None and old != self.recipe:
+            # (the slurm: section says where the run goes, not what it makes: it may change)
+            if old is not None and _what(old) != _what(self.recipe):
                 raise RunError(f"{self.run.path}: this run folder was made by a different recipe "
                                f"({stored}). Set another 'output' in the recipe, or delete the folder to start over.")
+
+
+def _what(recipe: Recipe) -> Recipe:
+    return recipe.model_copy(update={"slurm": None})
 
 
 class stop_on_signals:
