@@ -43,9 +43,10 @@ def test_deploy_copies_verifies_and_backs_up(finished_run, card, capsys):
     assert len(backups) == 2 and not (app / "localSettings.json").exists()  # it would override ours
     assert not list(pads.glob(".*"))
     assert "1 copied" in capsys.readouterr().out
-    # again: nothing to copy
+    # again: the card has it all, so nothing is written (no copy, no new backup)
     assert main(["deploy", str(finished_run), "--to", str(card)]) == 0
-    assert "0 copied, 1 already there" in capsys.readouterr().out
+    assert "the card already has this pack: nothing written" in capsys.readouterr().out.lower()
+    assert sorted(p.name for p in app.glob("*.bak-*")) == backups
 
 
 def test_deploy_checks_space_first(finished_run, card, monkeypatch):

@@ -8,10 +8,21 @@ settings (every pad exactly the size the grid and pitches give: the app maps pad
 check and dies of SIGBUS on a short one), every path on the card must stay on the card (no ``..``
 out of the mount, no symbolic link leading off it), the card must be writable and have the space
 the copy really needs. Then every file is written to a temp name beside its target, with the owner
-and mode of the file it replaces (new files: the umask), fsynced, read back from the card and
+and mode of the file it replaces (a new file: the owner of its folder, the mode of the umask; a
+folder deploy creates: the owner of the folder above it), fsynced, read back from the card and
 compared with the bytes read from the source, and only then renamed into place: the old file stays
-until the rename, and a failed copy leaves no partial file. The old settings are backed up. Every
-failure is a :class:`DeployError` naming the file and the fix.
+until the rename, and a failed copy leaves no partial file.
+
+A file the card already holds byte for byte is not written again; when the card holds the whole
+pack (every pad and settings.json, no localSettings.json over it) nothing at all is written. The
+settings replaced by other bytes (and a localSettings.json, which is removed: it would override
+ours) are first backed up under a name no other backup has (``settings.json.bak-<UTC time to the
+microsecond>``, created with O_EXCL, a counter added on a clash), so no backup is ever overwritten.
+
+Pads in the pack's data folder that the new settings do not use (an earlier pack's) are listed in
+the report; with ``prune`` they are removed once the new pack is in place: only regular ``*.bin``
+files directly in that folder, named by no combination of the new corners. Every failure is a
+:class:`DeployError` naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -20,18 +31,19 @@ import contextlib
 import errno
 import hashlib
 import io
+import itertools
 import json
 import os
 import shutil
 import stat
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from onss_tui.atomic import fsync_dir
-from onss_tui.device.pads import ROW_LENGTH, pad_size
+from onss_tui.device.pads import ROW_LENGTH, pad_filename, pad_size
 from onss_tui.device.settings import validate_pack
 
 APP_DATA = Path("home/pi/opt/of/apps/open-nsynth/open-nsynth/bin/data")
@@ -39,6 +51,7 @@ CHUNK = 1 << 22
 DEFAULT_RESOLUTION = 9  # what the app reads when nsynth.resolution / nsynth.pitches are missing
 DEFAULT_PITCHES = list(range(36, 85, 4))
 SPACE_FIX = "Free space on the card (old pads, or the settings.json.bak-* backups in {app}) or use a bigger card."
+BACKUP = "{name}.bak-{stamp}"  # stamp: UTC, to the microsecond; "-<n>" added when that name is taken
 
 __all__ = ["DeployError", "DeployReport", "deploy"]
 
@@ -52,8 +65,16 @@ class DeployReport:
     settings: Path
     pads_dir: Path
     copied: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # pads the card already held, byte for byte
     backups: list[Path] = field(default_factory=list)
+    settings_written: bool = False  # False: the card's settings.json already held these bytes
+    unchanged: bool = False  # the card already had this pack: nothing at all was written
+    unused: list[tuple[str, int]] = field(default_factory=list)  # (name, size) of pads the settings do not use
+    removed: list[str] = field(default_factory=list)  # of those, the ones prune removed
+
+    @property
+    def unused_bytes(self) -> int:
+        return sum(size for _, size in self.unused)
 
 
 @dataclass
@@ -210,14 +231,94 @@ def _explain(exc: OSError, path: Path, mount: Path, kept: str, size: int | None 
                        "sound (it may be failing), then deploy again.")
 
 
-def _take_over(fd: int, like: os.stat_result | None) -> None:
-    """Give a new file the owner and mode of the one it replaces (none: it keeps the umask's)."""
+def _take_over(fd: int, like: os.stat_result | None, folder: Path) -> None:
+    """Give a new file the owner and mode of the one it replaces; none: the owner of ``folder``
+    (where it is written: root deploying to a card of uid 1000 leaves pads that user owns) and
+    the mode of the umask."""
     if like is None:
+        with contextlib.suppress(OSError):
+            st = os.stat(folder)
+            os.fchown(fd, st.st_uid, st.st_gid)
         return
     with contextlib.suppress(OSError):  # only root may give a file away: then it stays ours
         os.fchown(fd, like.st_uid, like.st_gid)
     with contextlib.suppress(PermissionError):  # a FAT card has no modes
         os.fchmod(fd, stat.S_IMODE(like.st_mode))
+
+
+def _make_folders(folder: Path) -> None:
+    """``folder`` and the folders above it that are missing, each owned like the one above it."""
+    missing = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):
+            st = os.stat(d.parent)
+            os.chown(d, st.st_uid, st.st_gid, follow_symlinks=False)
+
+
+def _pad_names(settings: dict[str, Any]) -> set[str]:
+    """Every pad file the settings' corners name (the settings have passed the validator)."""
+    names = [[inst["name"] for inst in corner["instruments"]] for corner in settings["corners"]]
+    return {pad_filename(c) for c in itertools.product(*names)}
+
+
+def _unused(folder: Path, keep: set[str]) -> list[tuple[str, int]]:
+    """(name, size) of the regular ``*.bin`` files directly in ``folder`` whose name is not in
+    ``keep`` (compared without case: on a FAT card ``A.bin`` is ``a.bin``). Hidden files, links,
+    folders and every other name are never listed."""
+    kept = {n.casefold() for n in keep}
+    found = []
+    try:
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if not e.name.endswith(".bin") or e.name.startswith(".") or e.name.casefold() in kept:
+                    continue
+                with contextlib.suppress(OSError):
+                    st = e.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode):
+                        found.append((e.name, st.st_size))
+    except OSError:  # no folder yet (or not one this user can list): nothing to report
+        return []
+    return sorted(found)
+
+
+def _backup(prev: Path, data: bytes, like: os.stat_result | None, mount: Path) -> Path:
+    """Write ``data`` (what ``prev`` holds) to a new backup beside it, never over an existing file
+    (O_EXCL; a counter when another deploy took the same microsecond), owner and mode of ``like``,
+    fsynced and read back. On a failure nothing partial is left."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    digest = hashlib.sha256(data).hexdigest()
+    kept = f"{prev.name} is unchanged and no partial backup was left."
+    for n in range(1000):
+        backup = prev.with_name(BACKUP.format(name=prev.name, stamp=stamp) + (f"-{n}" if n else ""))
+        try:
+            out = open(backup, "xb")  # noqa: SIM115 - x: O_CREAT|O_EXCL, never over a file or through a link
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _explain(exc, backup, mount, kept, len(data)) from None
+        try:
+            with out:
+                _take_over(out.fileno(), like, backup.parent)
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            if _digest(backup, from_device=True) != digest:
+                raise DeployError(f"{backup}: the backup read back from the card differs from {prev}; the card "
+                                  f"may be failing. {kept[0].upper()}{kept[1:]} Try again or use another card.")
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                backup.unlink()
+            if isinstance(exc, OSError):
+                raise _explain(exc, backup, mount, kept, len(data)) from None
+            raise
+        return backup
+    raise DeployError(f"{prev}: 1000 backups named {BACKUP.format(name=prev.name, stamp=stamp)}-* exist already; "
+                      f"{kept} Remove old backups from {prev.parent} and deploy again.")
 
 
 def _old(dest: Path) -> os.stat_result | None:
@@ -242,7 +343,7 @@ def _install(source: IO[bytes], src_name: str, dest: Path, size: int, digest: st
         tmp.unlink(missing_ok=True)  # a stale one of ours; never written through (it may be a link)
         h, n = hashlib.sha256(), 0
         with open(tmp, "xb") as out:  # x: O_EXCL, so never through a link
-            _take_over(out.fileno(), like)
+            _take_over(out.fileno(), like, dest.parent)
             while True:
                 try:
                     block = source.read(CHUNK)
@@ -271,7 +372,10 @@ def _install(source: IO[bytes], src_name: str, dest: Path, size: int, digest: st
         raise
 
 
-def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None] | None = None) -> DeployReport:
+def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None] | None = None,
+           prune: bool = False) -> DeployReport:
+    """Copy a validated run's pack onto the card mounted at ``mount``; ``prune``: then remove the
+    pads in the pack's data folder that the new settings do not use (the report lists them either way)."""
     run_dir, mount = Path(run_dir), Path(mount)
     settings_file, pads = run_dir / "settings.json", run_dir / "pads"
     from onss_tui.pipeline.rundir import RunDir  # the run's typed state (an unreadable one: nothing done)
@@ -330,17 +434,29 @@ def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None]
                 continue
         plan.append(_Copy(f, dest, size, digest, old.st_size if old else 0))
 
-    olds: list[tuple[Path, bytes, os.stat_result | None]] = []  # the settings on the card, to back up
+    olds: list[tuple[Path, bytes, os.stat_result | None]] = []  # settings on the card replaced or removed: backed up
+    write_settings = True
     for prev in (app_data / "settings.json", app_data / "localSettings.json"):
         if prev.is_file():
             try:
-                olds.append((prev, prev.read_bytes(), _old(prev)))
+                data = prev.read_bytes()
             except OSError as exc:
                 raise DeployError(f"{prev}: cannot read it to back it up ({exc.strerror}); nothing was changed. "
                                   "Deploy as a user who may read it (e.g. with sudo) or fix its permissions.") from None
+            if prev.name == "settings.json" and data == settings_bytes:
+                write_settings = False  # the card has these settings already: neither rewritten nor backed up
+                continue
+            olds.append((prev, data, _old(prev)))
+    ours = {f.name for f in files}  # never listed as unused, even if no corner names it
+    unused = _unused(target, _pad_names(settings) | ours)
+    report = DeployReport(app_data / "settings.json", target, skipped=skipped, unused=unused)
+    if not plan and not olds and not write_settings:
+        report.unchanged = True
+        if not (prune and unused):
+            return report  # the card already has this pack: nothing written, not even a backup
 
     # -- the card: writable, and the space the copy really needs --------------------------------
-    _check_writable(mount, [target, app_data])
+    _check_writable(mount, [target, app_data] if not report.unchanged else [target])
     try:
         for c in plan:  # ours, from a deploy that was cut off: they hold space
             c.dest.with_name(f".{c.dest.name}.part").unlink(missing_ok=True)
@@ -353,19 +469,24 @@ def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None]
         need = max(need, used + up(c.size))
         used += up(c.size) - up(c.old_size)
     used += sum(up(len(data)) for _, data, _ in olds)  # the backups
-    need = max(need, used + up(len(settings_bytes)))
+    if write_settings:
+        need = max(need, used + up(len(settings_bytes)))
     free = _space(target)
     if need > free:
         replaced = [c.size for c in plan if c.old_size]
         why = (f" (each pad, up to {_mb(max(replaced))}, is written in full beside the one it replaces, which is "
                "removed only when the new copy is checked)") if replaced else ""
+        some = ", ".join(n for n, _ in unused[:3]) + (", …" if len(unused) > 3 else "")
+        stale = (f" {len(unused)} .bin files in {target} that these settings do not use take "
+                 f"{_mb(report.unused_bytes)} ({some}); "
+                 "--prune removes them only after a deploy that succeeds, so delete them yourself to make room "
+                 "now.") if unused else ""
         raise DeployError(f"{target}: not enough space on the card: the copy needs {_mb(need)} free, the card "
-                          f"has {_mb(free)}{why}. Nothing was changed. " + SPACE_FIX.format(app=app_data))
+                          f"has {_mb(free)}{why}. Nothing was changed.{stale} " + SPACE_FIX.format(app=app_data))
 
     # -- copy -----------------------------------------------------------------------------------
-    report = DeployReport(app_data / "settings.json", target, skipped=skipped)
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        _make_folders(target)
     except OSError as exc:
         raise _explain(exc, Path(exc.filename or target), mount, "nothing was changed.") from None
     for i, c in enumerate(plan):
@@ -378,25 +499,46 @@ def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None]
         report.copied.append(c.src.name)
         if progress:
             progress(c.src.name, i + 1, len(plan))
-    fsync_dir(target)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if plan:
+        fsync_dir(target)
     for prev, data, like in olds:
-        backup = prev.with_name(f"{prev.name}.bak-{stamp}")
-        _install(io.BytesIO(data), str(prev), backup, len(data), hashlib.sha256(data).hexdigest(), mount,
-                 like=like)
-        report.backups.append(backup)
-    _install(io.BytesIO(settings_bytes), str(settings_file), report.settings, len(settings_bytes),
-             hashlib.sha256(settings_bytes).hexdigest(), mount)
-    try:
-        if json.loads(report.settings.read_bytes()) != settings:
-            raise DeployError(f"{report.settings}: read back differs from what was written; check the card.")
-    except (OSError, ValueError) as exc:
-        raise DeployError(f"{report.settings}: cannot read it back ({exc}); check the card.") from None
+        report.backups.append(_backup(prev, data, like, mount))
+    if write_settings:
+        _install(io.BytesIO(settings_bytes), str(settings_file), report.settings, len(settings_bytes),
+                 hashlib.sha256(settings_bytes).hexdigest(), mount)
+        report.settings_written = True
+        try:
+            if json.loads(report.settings.read_bytes()) != settings:
+                raise DeployError(f"{report.settings}: read back differs from what was written; check the card.")
+        except (OSError, ValueError) as exc:
+            raise DeployError(f"{report.settings}: cannot read it back ({exc}); check the card.") from None
     local = app_data / "localSettings.json"
     try:
-        if local.is_file():  # it would override ours: keep it only as the backup made above
+        if any(prev == local for prev, _, _ in olds):  # it would override ours: kept only as the backup above
             local.unlink()
     except OSError as exc:
         raise _explain(exc, local, mount, "the new settings.json is in place but this file overrides it.") from None
-    fsync_dir(app_data)
+    if olds or write_settings:
+        fsync_dir(app_data)
+    if prune:
+        _prune(report, mount)
     return report
+
+
+def _prune(report: DeployReport, mount: Path) -> None:
+    """Remove the unused pads the report lists (the new pack is in place by now), each checked
+    again to be a regular file just before; what was removed goes into ``report.removed``."""
+    for name, _ in report.unused:
+        path = report.pads_dir / name
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            done = f"removed before it: {', '.join(report.removed)}" if report.removed else "none was removed"
+            raise _explain(exc, path, mount, f"the new pack is in place; of the unused pads {done}.") from None
+        report.removed.append(name)
+    if report.removed:
+        fsync_dir(report.pads_dir)
