@@ -89,6 +89,7 @@ def _open_closed_std_fds() -> None:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from onss_tui.audio.io import AudioError
+    from onss_tui.cluster.scheduler import SlurmError
     from onss_tui.device.deploy import DeployError
     from onss_tui.model.checkpoint import CheckpointError
     from onss_tui.model.install import InstallError
@@ -98,7 +99,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from onss_tui.recipe import RecipeError
 
     return (UserError, CheckpointError, InstallError, AudioError, RecipeError, PrepareError, RunError, RunLocked,
-            DeployError)
+            DeployError, SlurmError)
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,8 +429,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     path = Path(args.recipe).expanduser()
     recipe = load_recipe(path)  # every recipe problem is reported here, before anything starts
+    if args.wait and not args.slurm:
+        raise UserError("--wait is for --slurm (a local run waits anyway; --detach runs it in the background)")
     if args.slurm:
-        return _slurm_dry_run(path, recipe, args)
+        return _slurm_dry_run(path, recipe, args) if args.dry_run else _slurm_run(path, recipe, args)
     if args.dry_run:
         return _dry_run(path, args.json, args.device)
     if args.detach:
@@ -457,13 +460,66 @@ slurm:
   max_tasks: 4          # generate tasks at once (one GPU each)"""
 
 
-def _slurm_dry_run(path: Path, recipe: Recipe, args: argparse.Namespace) -> int:
-    if not args.dry_run:
-        raise UserError("Slurm submission is not available yet; see --dry-run --slurm for the jobs onss would "
-                        "submit.")
+def _need_slurm_section(path: Path, recipe: Recipe) -> None:
     if recipe.slurm is None:
         raise UserError(f"{path}: --slurm needs a 'slurm:' section in the recipe (where and how to submit); "
                         f"add one, e.g.\n{SLURM_EXAMPLE}\n(docs/slurm.md has the other fields)")
+
+
+def _slurm_run(path: Path, recipe: Recipe, args: argparse.Namespace) -> int:
+    """Submit the run's jobs and return (or, with --wait, follow them to the end)."""
+    _need_slurm_section(path, recipe)
+    from onss_tui.cluster.submit import LeaseHeld, follow, submit
+    from onss_tui.pipeline.runner import Runner
+
+    runner = Runner.from_file(path)
+    run_dir = runner.run.path
+    try:
+        submitted = submit(runner)
+    except LeaseHeld as exc:
+        print(f"onss: {exc}", file=sys.stderr)
+        if not args.wait or not exc.jobs:
+            return 0
+        submitted = None
+    else:
+        if submitted is None:
+            print(f"{run_dir}: the run is already done; nothing was submitted.\n  pads:     {runner.run.pads_dir}\n"
+                  f"  settings: {runner.run.settings_path}")
+            return 0
+        ids = ", ".join(f"{role} {job}" for role, job in submitted.jobs.items())
+        tasks = f" (generate tasks {_ranges(submitted.tasks)})" if submitted.tasks else ""
+        print(f"Submitted to Slurm: {ids}{tasks}", file=sys.stderr if args.json else sys.stdout)
+        if not args.wait:
+            print(f"  watch:  onss status {run_dir}   (or onss attach {run_dir})\n  stop:   onss stop {run_dir}\n"
+                  f"  logs:   {run_dir / 'logs'}/slurm-*.log\n"
+                  f"  wait:   onss run {path} --slurm --wait   (submits nothing new while the jobs live)")
+            return 0
+    with EventPrinter(args.json) as printer:
+        outcome = follow(run_dir, printer)
+    if outcome == "done":
+        if not args.json:
+            printer._line(f"Done: {run_dir}\nCheck it on the device: onss deploy {run_dir} --to /media/SDCARD")
+        return 0
+    state = runner.run.state()
+    errors = [f"{s}: {st.error}" for s, st in state.stages.items() if st.error]
+    raise UserError(f"{run_dir}: the run's Slurm jobs ended and the run is {outcome}" +
+                    (f" ({errors[-1]})" if errors else "") + f". See {run_dir / 'logs'}; run again with --slurm to "
+                    "submit only what is missing.")
+
+
+def _ranges(values: list[int]) -> str:
+    """0,1,2,5 -> '0-2,5'."""
+    out: list[str] = []
+    for v in sorted(values):
+        if out and out[-1].split("-")[-1] == str(v - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{v}"
+        else:
+            out.append(str(v))
+    return ",".join(out)
+
+
+def _slurm_dry_run(path: Path, recipe: Recipe, args: argparse.Namespace) -> int:
+    _need_slurm_section(path, recipe)
     from onss_tui.pipeline.dryrun import slurm_dry_run, slurm_dry_run_text
     from onss_tui.pipeline.runner import Runner
 
@@ -497,11 +553,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise UserError(f"{run.path}: not a run folder (no state.json). Pass the folder a recipe's 'output' names.")
     state = run.state()
     pid = run.locked_by()
+    slurm = _slurm_side(run.path)
     if args.json:
-        print(json.dumps({**state.model_dump(mode="json"), "active_pid": pid}, indent=2))
+        print(json.dumps({**state.model_dump(mode="json"), "active_pid": pid,
+                          **({"slurm": slurm} if slurm is not None else {})}, indent=2))
         return 0
-    if pid:
+    if slurm is not None and slurm.get("jobs"):
+        alive = f"running on Slurm ({len(slurm['jobs'])} job(s) or task(s) queued)"
+    elif pid:
         alive = f"running (pid {pid})"
+    elif state.status == "running" and slurm is not None:
+        alive = f"{INTERRUPTED} (no Slurm job of it is queued; run the recipe again with --slurm to resume)"
     elif state.status == "running":
         alive = f"{INTERRUPTED} (no process is working on it; run the recipe again to resume)"
     else:
@@ -518,17 +580,68 @@ def cmd_status(args: argparse.Namespace) -> int:
     for e in run.events(streams=("generate-w",)):
         if e["event"] == "progress":
             last[e["stream"]] = e
+    labels = {e["stream"]: e.get("label") for e in run.events(streams=("generate-w",)) if e["event"] == "start"}
     for stream, e in sorted(last.items()):
         if "batch" in e:
             rate = f", {e['samples_per_s']:,.0f} samples/s" if e.get("samples_per_s") else ""
-            print(f"  {stream}: batch {e['batch']}/{e['batches']}, sample {e['sample']}/{e['samples']}{rate}")
+            where = f" ({labels[stream]})" if labels.get(stream) else ""
+            print(f"  {stream}{where}: batch {e['batch']}/{e['batches']}, sample {e['sample']}/{e['samples']}{rate}")
+    if slurm is not None:
+        _print_slurm(slurm)
     return 0
+
+
+def _slurm_side(run_path: Path) -> dict | None:
+    """A Slurm run's jobs as squeue has them (None: not a Slurm run)."""
+    from onss_tui.cluster.record import read_lease, read_record
+    from onss_tui.cluster.scheduler import SlurmError, squeue
+
+    record = read_record(run_path)
+    if record is None:
+        return None
+    ids = record.job_ids()
+    out: dict = {"submissions": len(record.submissions), "jobs": [], "lease": read_lease(run_path) is not None}
+    try:
+        queued = squeue(ids)
+    except SlurmError as exc:
+        out["error"] = str(exc)
+        return out
+    for j in queued:
+        out["jobs"].append({"role": record.role_of(j.array_id) or "?", "job": j.array_id, "task": j.task,
+                            "state": j.state, "reason": j.reason, "start": j.start, "node": j.node})
+    return out
+
+
+def _print_slurm(slurm: dict) -> None:
+    if "error" in slurm:
+        print(f"  Slurm: {slurm['error']}")
+        return
+    if not slurm["jobs"]:
+        print(f"  Slurm: no job of this run is queued ({slurm['submissions']} submission(s) so far)")
+        return
+    print("  Slurm jobs:")
+    for j in slurm["jobs"]:
+        name = j["job"] + (f"_{j['task']}" if j["task"] is not None else "")
+        if j["state"] == "PENDING":
+            when = f", expected start {j['start']}" if j["start"] not in ("N/A", "", "Unknown") else ""
+            detail = f"pending ({j['reason']}{when})"
+        else:
+            detail = j["state"].lower() + (f" on {j['node']}" if j["node"] else "")
+        print(f"    {j['role']:9s} {name:12s} {detail}")
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     from onss_tui.pipeline.rundir import RunDir
 
     run = RunDir(_run_dir_arg(args.run))
+    if (run.path / "slurm.json").is_file() and not run.locked_by():
+        from onss_tui.cluster.submit import stop
+
+        alive = stop(run.path)
+        print(f"Cancelled the run's Slurm jobs ({', '.join(alive)}); none is left in the queue. Finished work is "
+              "kept; run the recipe again with --slurm to submit only what is missing." if alive else
+              f"{run.path}: no Slurm job of this run is queued.")
+        return 0
     pid = run.locked_by()
     if not pid or pid < 0:
         print(f"{run.path}: no run is active.")
@@ -684,14 +797,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    import shlex
+
     from onss_tui.device.deploy import deploy
 
     report = deploy(_run_dir_arg(args.run), Path(args.to).expanduser(),
-                    progress=lambda name, i, n: print(f"  copied {name} ({i}/{n})"))
-    print(f"Pads in {report.pads_dir}: {len(report.copied)} copied, {len(report.skipped)} already there.")
-    for b in report.backups:
-        print(f"Backed up {b}")
-    print(f"Settings written: {report.settings}")
+                    progress=lambda name, i, n: print(f"  copied {name} ({i}/{n})"), prune=args.prune)
+    mb = lambda n: f"{n / 1e6:,.1f} MB"  # noqa: E731
+    if report.unchanged:
+        print(f"The card already has this pack: nothing written ({report.pads_dir}, {report.settings}).")
+    else:
+        print(f"Pads in {report.pads_dir}: {len(report.copied)} copied, {len(report.skipped)} already there.")
+        for b in report.backups:
+            print(f"Backed up {b}")
+        print(f"Settings written: {report.settings}" if report.settings_written
+              else f"Settings already there: {report.settings}")
+    sizes = dict(report.unused)
+    if report.removed:
+        print(f"Removed {len(report.removed)} .bin files these settings do not use "
+              f"({mb(sum(sizes[n] for n in report.removed))}) from {report.pads_dir}:")
+        for name in report.removed:
+            print(f"  {name} ({mb(sizes[name])})")
+    left = [(n, size) for n, size in report.unused if n not in report.removed]
+    if left:
+        print(f"{len(left)} .bin files in {report.pads_dir} are not used by these settings "
+              f"({mb(sum(size for _, size in left))}), pads of an earlier pack:")
+        for name, size in left:
+            print(f"  {name} ({mb(size)})")
+        if not args.prune:
+            print("Remove them with: " + shlex.join(["onss", "deploy", args.run, "--to", args.to, "--prune"]))
     return 0
 
 
@@ -794,8 +928,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "writing anything")
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     run.add_argument("--slurm", action="store_true",
-                     help="over a Slurm cluster, as the recipe's slurm: section says (for now with --dry-run "
-                          "only: the jobs it would submit)")
+                     help="submit the run to Slurm, as the recipe's slurm: section says, and return (with "
+                          "--dry-run: show the jobs it would submit)")
+    run.add_argument("--wait", action="store_true",
+                     help="with --slurm: follow the jobs until the run is done or failed, printing progress")
     run.set_defaults(func=cmd_run)
     st = sub.add_parser("status", help="the stages and progress of a run")
     st.add_argument("run", nargs="?", help="run folder or recipe (default: the newest under ./runs)")
@@ -815,6 +951,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp = sub.add_parser("deploy", help="copy a finished run's pads and settings to a mounted SD card")
     dp.add_argument("run", help="run folder or recipe")
     dp.add_argument("--to", required=True, help="mount point of the card's root file system")
+    dp.add_argument("--prune", action="store_true",
+                    help="then remove the .bin files in the pack's data folder that the new settings do not use")
     dp.set_defaults(func=cmd_deploy)
 
     bn = sub.add_parser("bench", help="measure generation speed here; the wizard projects run times from it")

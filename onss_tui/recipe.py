@@ -202,6 +202,7 @@ SLURM_OWN_OPTIONS = {
     "--requeue": "onss requeues its jobs on preemption and node failure",
     "--no-requeue": "onss requeues its jobs on preemption and node failure; a run resumes only so",
     "--signal": "onss asks for USR2 before the time limit so a generate task saves its state",
+    "--open-mode": "onss appends a requeued job's log to its first part",
     "--partition": "set slurm.partition instead", "--account": "set slurm.account instead",
     "--qos": "set slurm.qos instead", "--time": "set slurm.time instead",
     "--gpus-per-task": "set slurm.gpus_per_task instead", "--cpus-per-task": "set slurm.cpus_per_task instead",

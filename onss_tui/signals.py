@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["deferred", "ignore_interrupts", "children_ignore_interrupts", "in_main_thread"]
+__all__ = ["deferred", "ignore_interrupts", "children_ignore_interrupts", "in_main_thread", "Preempted",
+           "request_preemption", "preemption_requested"]
 
 
 def in_main_thread() -> bool:
@@ -69,3 +70,20 @@ def children_ignore_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+class Preempted(Exception):
+    """A Slurm job is about to be stopped (preemption, its time limit): the generator saved its
+    state, and the job is requeued to resume from it."""
+
+
+_preempt = threading.Event()
+
+
+def request_preemption(signum: int | None = None, frame: object = None) -> None:
+    """USR2's handler in a Slurm generate task: finish the stride under way, save, stop."""
+    _preempt.set()
+
+
+def preemption_requested() -> bool:
+    return _preempt.is_set()

@@ -125,17 +125,17 @@ def test_the_jobs_of_a_preview_recipe():
     assert [j.role for j in jobs.jobs] == ["head", "generate", "finish"]
     assert head.arguments() == [
         "--parsable", "--job-name=onss-birds-head", "--output=/runs/birds/logs/slurm-%x-%j.log", "--partition=cpu",
-        "--time=00:30:00", "--ntasks=1", "--requeue",
+        "--time=00:30:00", "--ntasks=1", "--requeue", "--open-mode=append",
         "--wrap=exec python -m onss_tui.cluster.task /runs/birds head"]
     assert gen.arguments() == [
         "--parsable", "--job-name=onss-birds-generate", "--output=/runs/birds/logs/slurm-%x-%A_%a.log",
         "--partition=cpu", "--time=00:30:00", "--ntasks=1", "--array=0-2%3", "--dependency=afterok:{head}",
-        "--kill-on-invalid-dep=yes", "--requeue", "--signal=B:USR2@120",
+        "--kill-on-invalid-dep=yes", "--requeue", "--open-mode=append", "--signal=B:USR2@120",
         "--wrap=exec python -m onss_tui.cluster.task /runs/birds generate"]
     assert fin.arguments() == [
         "--parsable", "--job-name=onss-birds-finish", "--output=/runs/birds/logs/slurm-%x-%j.log", "--partition=cpu",
         "--time=00:30:00", "--ntasks=1", "--dependency=afterany:{generate}", "--kill-on-invalid-dep=yes",
-        "--requeue", "--wrap=exec python -m onss_tui.cluster.task /runs/birds finish"]
+        "--requeue", "--open-mode=append", "--wrap=exec python -m onss_tui.cluster.task /runs/birds finish"]
     assert head.stages == ("prepare", "plan", "embed", "interpolate") and fin.stages == (
         "clean", "pack", "settings", "validate")
     assert head.command == ("python", "-m", "onss_tui.cluster.task", "/runs/birds", "head")
@@ -154,18 +154,19 @@ def test_the_jobs_of_an_nsynth_recipe_before_its_plan():
     common = ["--partition=gpu", "--account=proj", "--qos=high", "--time=12:00:00", "--ntasks=1"]
     assert head.arguments() == [
         "--parsable", "--job-name=onss-birds-head", "--output=/scratch/my runs/birds/logs/slurm-%x-%j.log", *common,
-        "--gpus-per-task=1", "--cpus-per-task=8", "--mem=64G", "--requeue", "--constraint=h100",
+        "--gpus-per-task=1", "--cpus-per-task=8", "--mem=64G", "--requeue", "--open-mode=append", "--constraint=h100",
         "--wrap=exec /venv/bin/python -m onss_tui.cluster.task '/scratch/my runs/birds' head"]
     assert gen.arguments() == [
         "--parsable", "--job-name=onss-birds-generate", "--output=/scratch/my runs/birds/logs/slurm-%x-%A_%a.log",
         *common, "--gpus-per-task=2", "--cpus-per-task=8", "--mem=64G", "--array=0-1%2",
-        "--dependency=afterok:{head}", "--kill-on-invalid-dep=yes", "--requeue", "--signal=B:USR2@120",
+        "--dependency=afterok:{head}", "--kill-on-invalid-dep=yes", "--requeue", "--open-mode=append",
+        "--signal=B:USR2@120",
         "--constraint=h100",
         "--wrap=exec /venv/bin/python -m onss_tui.cluster.task '/scratch/my runs/birds' generate"]
     assert fin.arguments() == [
         "--parsable", "--job-name=onss-birds-finish", "--output=/scratch/my runs/birds/logs/slurm-%x-%j.log", *common,
         "--cpus-per-task=8", "--mem=64G", "--dependency=afterany:{generate}", "--kill-on-invalid-dep=yes",
-        "--requeue", "--constraint=h100",
+        "--requeue", "--open-mode=append", "--constraint=h100",
         "--wrap=exec /venv/bin/python -m onss_tui.cluster.task '/scratch/my runs/birds' finish"]
     assert "'--output=/scratch/my runs/birds/logs/slurm-%x-%j.log'" in head.line()
     # two GPUs a task: task t runs executors 2t and 2t+1; the batch is measured later, so not final
@@ -247,9 +248,11 @@ def test_slurm_without_a_section_or_without_dry_run_exits_2(tmp_path):
     assert "slurm:\n  partition: gpu" in done.stderr and "max_tasks: 4" in done.stderr
     small_recipe(tmp_path, slurm=SECTION)
     done = onss("run", "small.yaml", "--slurm", cwd=tmp_path)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "Slurm submission is not available yet; see --dry-run --slurm" in done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr  # (a machine without Slurm)
+    assert "sbatch, squeue, scancel not found on the PATH: run this on a Slurm login node" in done.stderr
     assert not (tmp_path / "run").exists()
+    done = onss("run", "small.yaml", "--wait", cwd=tmp_path)
+    assert done.returncode == 2 and "--wait is for --slurm" in done.stderr
 
 
 def test_a_bad_slurm_section_is_refused_with_its_line(tmp_path):

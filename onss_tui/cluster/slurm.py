@@ -153,7 +153,7 @@ def _job(recipe: Recipe, slurm: Slurm, run_dir: Path, python: str, role: JobRole
         # a dependency that can never be met (the head job failed) cancels the job instead of
         # leaving it pending for ever; the finish job then runs and reports what is missing
         args += [f"--dependency={after[0]}:{{{after[1]}}}", "--kill-on-invalid-dep=yes"]
-    args.append("--requeue")
+    args += ["--requeue", "--open-mode=append"]  # (a requeued job's log goes on after its first part)
     if role == "generate":
         args.append(f"--signal={PREEMPT_SIGNAL}")
     args += slurm.extra

@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,7 +29,7 @@ from onss_tui.pipeline.grid import plan_sounds, stage_bytes
 from onss_tui.recipe import Recipe, recipe_yaml
 from onss_tui.vocab import AUTO, Engine, Kernels, Precision
 
-__all__ = ["PlanError", "Machine", "Shard", "Executor", "Estimates", "Measurement", "RunPlan", "Layout",
+__all__ = ["PlanError", "Cluster", "Machine", "Shard", "Executor", "Estimates", "Measurement", "RunPlan", "Layout",
            "lay_out", "decide", "make_shards", "recipe_digest"]
 
 PLAN_VERSION = 1
@@ -49,14 +49,25 @@ class PlanError(RunError):
 # what the plan may use
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A run planned for Slurm: ``tasks`` generate tasks of ``per_task`` executors each (one per GPU
+    of a task for the nsynth engine, one CPU worker for the preview), as the submission laid out."""
+
+    tasks: int
+    per_task: int
+
+
 @dataclass
 class Machine:
     """The machine a run is planned on: its GPUs (NVML, so no CUDA context in the supervisor),
-    whether torch reaches them, and its CPUs. Tests give a fake with recorded devices."""
+    whether torch reaches them, and its CPUs. Tests give a fake with recorded devices. On Slurm
+    (``cluster``), the head job's node: its GPU stands for the workers' GPU model."""
 
     gpus: GpuProbe
     cuda: bool  # torch sees CUDA GPUs
     cpu_count: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    cluster: Cluster | None = None
 
     @classmethod
     def detect(cls, device: str | None = None, cpu_workers: int | None = None) -> Machine:
@@ -75,7 +86,10 @@ class Machine:
         return cls(found, torch.cuda.is_available() and bool(found.gpus), cpus)
 
     def device_of(self, gpu: int | None) -> str:
-        """The torch device that reaches GPU ``gpu`` (NVML's index) from this process."""
+        """The torch device that reaches GPU ``gpu`` (NVML's index) from this process (in a Slurm
+        job: its first allocated GPU, which Slurm shows as the first in CUDA_VISIBLE_DEVICES)."""
+        if self.cluster is not None:
+            return "cuda:0" if self.cuda else "cpu"
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # torch's indices are NVML's then
         return "cpu" if gpu is None else f"cuda:{gpu}"
 
@@ -114,10 +128,13 @@ class Shard(_Frozen):
 
 
 class Executor(_Frozen):
-    """Who generates a share of the shards: a process on this machine, on one GPU or on the CPU."""
+    """Who generates a share of the shards: a process on this machine, on one GPU or on the CPU,
+    or one slot of a Slurm generate task (its node and GPU known only once the task runs)."""
 
     index: int
-    kind: str = "local"  # "local": a process the supervisor starts (Slurm tasks come later)
+    kind: Literal["local", "slurm"] = "local"  # local: a process the supervisor starts
+    task: int | None = None  # slurm: the generate array's index that runs it
+    slot: int | None = None  # slurm: which of the task's GPUs (CUDA_VISIBLE_DEVICES, in order)
     gpu: int | None = None  # NVML's index of its GPU; the worker runs with CUDA_VISIBLE_DEVICES=<gpu>
     device: str = "cpu"  # the torch device inside the worker
     label: str = "CPU"  # how viewers name it
@@ -222,7 +239,7 @@ class Layout:
 
     @property
     def on_gpu(self) -> bool:
-        return any(e.gpu is not None for e in self.executors)
+        return any(e.gpu is not None or (e.kind == "slurm" and e.device != "cpu") for e in self.executors)
 
 
 def _gpu_indices(recipe: Recipe, machine: Machine) -> list[int]:
@@ -241,7 +258,21 @@ def _gpu_indices(recipe: Recipe, machine: Machine) -> list[int]:
     return have[: max(1, int(g))]
 
 
+def _slurm_executors(recipe: Recipe, machine: Machine, cluster: Cluster) -> tuple[list[Executor], str]:
+    """Every slot of every generate task; a task's node and GPUs are known once it runs."""
+    gpu = recipe.engine == "nsynth" and machine.cuda
+    out: list[Executor] = []
+    for t in range(cluster.tasks):
+        for k in range(cluster.per_task):
+            out.append(Executor(index=len(out), kind="slurm", task=t, slot=k, device="cuda:0" if gpu else "cpu",
+                                label=f"task {t} GPU {k}" if gpu else f"task {t} CPU"))
+    where = "GPU" if gpu else "CPU worker"
+    return out, f"Slurm: {cluster.tasks} generate task(s) of {cluster.per_task} {where}(s) each (slurm: section)"
+
+
 def _executors(recipe: Recipe, machine: Machine) -> tuple[list[Executor], str]:
+    if machine.cluster is not None:
+        return _slurm_executors(recipe, machine, machine.cluster)
     g = recipe.generation.gpus
     if recipe.engine == "nsynth" and machine.cuda:
         gpus = _gpu_indices(recipe, machine)
@@ -277,7 +308,7 @@ def lay_out(recipe: Recipe, machine: Machine) -> Layout:
     grid = plan_sounds(recipe.corners.names(), recipe.pitches, recipe.resolution)
     executors, where = _executors(recipe, machine)
     reasons = {"executors": where}
-    gpu = executors[0].gpu is not None
+    gpu = executors[0].gpu is not None or (machine.cluster is not None and executors[0].device != "cpu")
     precision, kernels = g.precision, g.kernels
     if recipe.engine == "preview":
         precision, kernels = "fp32", "torch"
@@ -298,7 +329,8 @@ def lay_out(recipe: Recipe, machine: Machine) -> Layout:
                                 "Set generation.kernels to auto (or torch) in the recipe.")
     free = None
     if gpu:
-        used = [x for x in machine.gpus.gpus if x.index in {e.gpu for e in executors}]
+        used = ([x for x in machine.gpus.gpus if x.index in {e.gpu for e in executors}] if machine.cluster is None
+                else machine.gpus.gpus[:1])  # Slurm: the head job's GPU, of the workers' model
         free = min(x.memory_total - x.memory_used for x in used)
     batch: int | None
     if g.batch_size != AUTO:
@@ -328,7 +360,9 @@ def estimate(layout: Layout, machine: Machine, precision: str, sample_length: in
         seconds, text = None, "seconds (the preview engine)"
     else:
         names = {x.index: x.name for x in machine.gpus.gpus}
-        devices = [names[e.gpu] if e.gpu is not None else cpu_name() for e in layout.executors]
+        head = machine.gpus.gpus[0].name if machine.gpus.gpus else cpu_name()  # Slurm: the workers' model
+        devices = [names[e.gpu] if e.gpu is not None else head if e.kind == "slurm" and e.device != "cpu"
+                   else cpu_name() for e in layout.executors]
         p = project(layout.sounds, sample_length, devices, precision)
         seconds, text = p.seconds, p.text
     folder = run_folder

@@ -9,6 +9,7 @@ never taken for finished, and the pads come out byte-identical.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -30,12 +31,12 @@ from onss_tui.pipeline.rundir import STAGES, RunDir
 from onss_tui.recipe import Recipe, load_recipe, parse_recipe, recipe_yaml
 from onss_tui.signals import in_main_thread
 
-__all__ = ["RunError", "Runner", "Stopped", "stop_on_signals", "resolved_recipe", "run_dir_of", "start_detached",
-           "ONSS_NAMES"]
+__all__ = ["RunError", "Runner", "Deferred", "Stopped", "stop_on_signals", "resolved_recipe", "run_dir_of",
+           "start_detached", "ONSS_NAMES"]
 
 # what onss itself puts in a run folder (anything else there is the user's)
 ONSS_NAMES = frozenset({*STAGES, "pads", "events", "logs", "state.json", "recipe.yaml", "plan.json", "settings.json",
-                        "lock"})
+                        "lock", "slurm.json", "lease"})
 
 
 class Stopped(KeyboardInterrupt):
@@ -88,15 +89,28 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB" if n < 1e8 else f"{n / 1e6:,.0f} MB"
 
 
+StageFunction = Callable[[StageContext], dict]
+
+
+class Deferred(Exception):
+    """A stage's work goes on elsewhere (Slurm jobs were submitted for it): the run is not over,
+    and nothing failed. The stage stays pending; the message says what was submitted."""
+
+
 class Runner:
+    """Runs the stages. ``cluster``: the run is planned for Slurm (its generate array's shape), and
+    runs one job's share of the stages at a time (:meth:`execute` with ``stages``)."""
+
     def __init__(self, recipe: Recipe, base: Path, listener: Listener | None = None, device: str | None = None,
-                 cpu_workers: int | None = None, machine: planning.Machine | None = None):
+                 cpu_workers: int | None = None, machine: planning.Machine | None = None,
+                 cluster: planning.Cluster | None = None):
         self.recipe = resolved_recipe(recipe, base)
         self.run = RunDir(recipe_path_output(self.recipe))
         self.listener = listener
         self.device = device
         self.cpu_workers = cpu_workers
         self._machine = machine
+        self.cluster = cluster
 
     @classmethod
     def from_file(cls, path: Path, **kw: Any) -> Runner:
@@ -112,6 +126,8 @@ class Runner:
         """What the plan may use here (NVML and torch are asked once, when first needed)."""
         if self._machine is None:
             self._machine = planning.Machine.detect(self.device, self.cpu_workers)
+        if self.cluster is not None and self._machine.cluster is None:
+            self._machine.cluster = self.cluster
         return self._machine
 
     # -- events ------------------------------------------------------------------------------
@@ -154,9 +170,46 @@ class Runner:
             return None
         return planning.lay_out(self.recipe, self.machine)
 
-    def execute(self) -> Path:
+    def _check_where(self) -> None:
+        """A run folder is planned for this machine or for Slurm, and continues where it was planned;
+        while its Slurm jobs hold it (the lease), no local run may work in it."""
+        if self.cluster is None:
+            from onss_tui.cluster.record import read_lease
+
+            lease = read_lease(self.run.path)
+            if lease is not None:
+                from onss_tui.cluster.scheduler import SlurmError, squeue
+
+                try:
+                    live = sorted({j.array_id for j in squeue(lease.jobs) if j.alive}) if lease.jobs else ["?"]
+                except SlurmError:
+                    live = lease.jobs  # no Slurm here: the lease cannot be checked, so it holds
+                if live:
+                    raise RunError(f"{self.run.path}: this run is on Slurm (jobs {', '.join(live)} hold it). "
+                                   f"Watch it with: onss status {self.run.path}   or stop it first: "
+                                   f"onss stop {self.run.path}")
+        if not self.run.has_plan():
+            return
+        try:
+            kinds = {e.kind for e in self.run.plan().executors}
+        except (OSError, ValueError):
+            return  # (the plan stage reads it again and says what is wrong)
+        if self.cluster is None and "slurm" in kinds:
+            raise RunError(f"{self.run.path}: this run was planned for Slurm; resume it there with "
+                           "onss run RECIPE --slurm (or set another 'output' to start it over on this machine).")
+        if self.cluster is not None and "local" in kinds:
+            raise RunError(f"{self.run.path}: this run was planned for this machine's workers; resume it here with "
+                           "onss run RECIPE (or set another 'output' to start it over on Slurm).")
+
+    def execute(self, stages: tuple[str, ...] | None = None, functions: dict[str, StageFunction] | None = None,
+                lock: bool = True) -> Path:
+        """Run the stages not done yet (``stages``: only these, every earlier one must be done), with
+        ``functions`` in place of some stages' own. ``lock``: take the run's flock (a Slurm job runs
+        under the run's lease instead)."""
         self._check_paths()
-        with self.run.lock(), stop_on_signals():
+        held = self.run.lock() if lock else contextlib.nullcontext()
+        with held, stop_on_signals():
+            self._check_where()
             self._sweep_temp_files()
             self._check_recipe()
             self.preflight()
@@ -164,14 +217,25 @@ class Runner:
             self.emit("supervisor", "run_start", pid=os.getpid(), run=str(self.run.path))
             from onss_tui.pipeline.stages import STAGE_FUNCTIONS
 
+            chosen = {**STAGE_FUNCTIONS, **(functions or {})}
             ctx = self.context()
             recipe_sha = planning.recipe_digest(self.recipe)
             sources = integrity.note_sources(self.recipe)
             earlier: dict[str, dict[str, FileDigest]] = {}
             try:
                 for stage in STAGES:
+                    if stages is not None and stage not in stages and STAGES.index(stage) > STAGES.index(stages[-1]):
+                        break
                     st = self.run.state().stage(stage)
                     consumed = integrity.consumed_digest(recipe_sha, earlier, sources if stage == "prepare" else None)
+                    if stages is not None and stage not in stages:  # an earlier job's: it must be done, and current
+                        stale = integrity.check_stage(self.run, st, consumed) if st.status == "done" else \
+                            integrity.Stale("it has not finished", False)
+                        if stale is not None:
+                            raise RunError(f"{self.run.path}: stage {stage} is not done ({stale.reason}); an "
+                                           "earlier job of this run did not finish it. See logs/ and run again.")
+                        earlier[stage] = st.produced or {}
+                        continue
                     if st.status == "done":
                         stale = integrity.check_stage(self.run, st, consumed)
                         if stale is None:
@@ -181,9 +245,11 @@ class Runner:
                         self._redo(stage, st, stale, sources)
                     elif st.consumed is not None and st.consumed != consumed:  # partial work from other inputs
                         self._redo(stage, st, integrity.Stale("its inputs changed since it started", True), sources)
-                    self._run_stage(ctx, stage, STAGE_FUNCTIONS[stage], consumed,
-                                    sources if stage == "prepare" else None)
+                    self._run_stage(ctx, stage, chosen[stage], consumed, sources if stage == "prepare" else None)
                     earlier[stage] = self.run.state().stage(stage).produced or {}
+            except Deferred as exc:
+                self.emit("supervisor", "run_deferred", message=str(exc))
+                return self.run.path
             except KeyboardInterrupt as exc:
                 self._record_end("interrupted", "run_interrupted", signal=getattr(exc, "signum", signal.SIGINT))
                 raise
@@ -195,6 +261,8 @@ class Runner:
                 raise self._out_of_space(stage, exc) from None
             finally:
                 ctx.release()
+            if stages is not None and stages[-1] != STAGES[-1]:
+                return self.run.path  # (a Slurm head job: the run goes on in the next jobs)
             self.run.update_state(status="done")
             self.emit("supervisor", "run_done", pads=str(self.run.pads_dir), settings=str(self.run.settings_path))
         return self.run.path
@@ -226,6 +294,9 @@ class Runner:
                 raise self._out_of_space(stage, exc) from None
         except KeyboardInterrupt:
             self._record_stage(stage, "failed", error="interrupted")
+            raise
+        except Deferred:
+            self._record_stage(stage, "pending")
             raise
         except Exception as exc:
             self._record_stage(stage, "failed", error=str(exc))

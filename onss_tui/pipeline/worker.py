@@ -8,13 +8,16 @@ done markers; it generates its shards that are not done yet and reports on
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 from onss_tui.pipeline.engines import engine_for
 from onss_tui.pipeline.rundir import RunDir
 from onss_tui.pipeline.stages.generate import run_worker
-from onss_tui.signals import ignore_interrupts
+from onss_tui.signals import Preempted, ignore_interrupts, request_preemption
+
+EXIT_PREEMPTED = 75  # stopped on USR2 with its state saved (a Slurm task requeues itself then)
 
 
 def main(argv: list[str]) -> int:
@@ -23,7 +26,11 @@ def main(argv: list[str]) -> int:
     worker = int(argv[1])
     plan = run.plan()
     engine = engine_for(plan, plan.executor(worker).device)
-    run_worker(run, plan, worker, engine)
+    signal.signal(signal.SIGUSR2, request_preemption)  # (from a Slurm task: its job is about to stop)
+    try:
+        run_worker(run, plan, worker, engine)
+    except Preempted:
+        return EXIT_PREEMPTED
     return 0
 
 

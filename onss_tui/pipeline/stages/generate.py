@@ -33,6 +33,7 @@ from onss_tui.pipeline.context import RunError, StageContext
 from onss_tui.pipeline.files import Sound
 from onss_tui.pipeline.preview import morph
 from onss_tui.pipeline.rundir import RunDir
+from onss_tui.signals import Preempted, preemption_requested
 
 if TYPE_CHECKING:
     from onss_tui.pipeline.engines import Engine
@@ -75,6 +76,15 @@ def _inject_oom(batch: int, t: int = 0) -> None:
     after = int(os.environ.get("ONSS_FAULT_OOM_AFTER") or 0)
     if limit and batch > int(limit) and t >= after:
         raise OutOfMemory(f"out of memory (injected): batch {batch} > {limit} at sample {t}")
+
+
+def _inject_slowness() -> None:
+    """Tests set ONSS_FAULT_SHARD_SECONDS=S to make each shard take S seconds more (a scheduler can
+    then cancel, requeue or lose a task in the middle of one). A preemption request ends the wait."""
+    seconds = float(os.environ.get("ONSS_FAULT_SHARD_SECONDS") or 0)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not preemption_requested():
+        time.sleep(0.05)
 
 
 def generate_nsynth_shard(model, embeddings: np.ndarray, sound_ids: np.ndarray, seed: int, out: Path,
@@ -176,6 +186,9 @@ def _generate_batch(model, embeddings, ids, seed, out, save_every, progress, on_
                         progress(gen.t, gen.total)
                     if not gen.done:
                         saver.save(gen.compact_state_later())  # copied and written while the next samples are made
+                        if preemption_requested():  # (Slurm: the job stops soon) the save is on disk, then stop
+                            saver.wait()
+                            raise Preempted(f"{out.name}: state saved at sample {gen.t}")
         finally:
             saver.wait()
         gen.check()  # samples from a stalled persistent launch are never kept
@@ -205,16 +218,30 @@ def run_worker(run: RunDir, plan: RunPlan, worker: int, engine: Engine,
     stream = f"generate-w{worker}"
     send: Callable[..., object] = emit or run.emit
     executor = plan.executor(worker)
-    where = {"gpu": executor.gpu} if executor.gpu is not None else {}  # for the dashboard
+    where: dict[str, object] = {"gpu": executor.gpu} if executor.gpu is not None else {}  # for the dashboard
+    label = executor.label
+    if executor.kind == "slurm":  # where Slurm put it: GPU numbers are per node, so the node names it too
+        node = os.environ.get("SLURMD_NODENAME") or os.uname().nodename
+        gpu = (os.environ.get("CUDA_VISIBLE_DEVICES") or "").split(",")[0]
+        label = f"{node} GPU {gpu}" if executor.device != "cpu" and gpu else f"{node} CPU (task {executor.task})"
+        where = {"node": node, **({"gpu": int(gpu)} if gpu.isdigit() and executor.device != "cpu" else {})}
+        job = os.environ.get("SLURM_JOB_ID")
+        if job:
+            where["job"] = job
     out_dir = run.stage_dir("generate")
     mine = plan.shards_of(worker)
     todo = [s for s in mine if not RunDir.is_done(shard_path(out_dir, s.id))]
-    send(stream, "start", worker=worker, pid=os.getpid(), shards=len(mine), todo=len(todo), label=executor.label,
+    send(stream, "start", worker=worker, pid=os.getpid(), shards=len(mine), todo=len(todo), label=label,
          visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), device=executor.device, **where)
     for i, shard in enumerate(todo, start=len(mine) - len(todo) + 1):
+        if preemption_requested():  # (Slurm: the job stops soon) finished shards are kept; stop here
+            raise Preempted(f"worker {worker}: stopped before shard {shard.id}")
         out = shard_path(out_dir, shard.id)
         n = shard.size
         t0 = time.monotonic()
+        _inject_slowness()
+        if preemption_requested():
+            raise Preempted(f"worker {worker}: stopped in shard {shard.id}")
         if not engine.reports_samples:
             engine.generate_shard(run, shard, out)
             send(stream, "progress", batch=i, batches=len(mine), sample=1, samples=1, sounds=n, samples_per_s=None,
