@@ -553,7 +553,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise UserError(f"{run.path}: not a run folder (no state.json). Pass the folder a recipe's 'output' names.")
     state = run.state()
     pid = run.locked_by()
-    slurm = _slurm_side(run.path)
+    from onss_tui.cluster.submit import slurm_side
+
+    slurm = slurm_side(run.path)
     if args.json:
         print(json.dumps({**state.model_dump(mode="json"), "active_pid": pid,
                           **({"slurm": slurm} if slurm is not None else {})}, indent=2))
@@ -591,43 +593,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _slurm_side(run_path: Path) -> dict | None:
-    """A Slurm run's jobs as squeue has them (None: not a Slurm run)."""
-    from onss_tui.cluster.record import read_lease, read_record
-    from onss_tui.cluster.scheduler import SlurmError, squeue
-
-    record = read_record(run_path)
-    if record is None:
-        return None
-    ids = record.job_ids()
-    out: dict = {"submissions": len(record.submissions), "jobs": [], "lease": read_lease(run_path) is not None}
-    try:
-        queued = squeue(ids)
-    except SlurmError as exc:
-        out["error"] = str(exc)
-        return out
-    for j in queued:
-        out["jobs"].append({"role": record.role_of(j.array_id) or "?", "job": j.array_id, "task": j.task,
-                            "state": j.state, "reason": j.reason, "start": j.start, "node": j.node})
-    return out
-
-
 def _print_slurm(slurm: dict) -> None:
-    if "error" in slurm:
-        print(f"  Slurm: {slurm['error']}")
-        return
-    if not slurm["jobs"]:
-        print(f"  Slurm: no job of this run is queued ({slurm['submissions']} submission(s) so far)")
-        return
-    print("  Slurm jobs:")
-    for j in slurm["jobs"]:
-        name = j["job"] + (f"_{j['task']}" if j["task"] is not None else "")
-        if j["state"] == "PENDING":
-            when = f", expected start {j['start']}" if j["start"] not in ("N/A", "", "Unknown") else ""
-            detail = f"pending ({j['reason']}{when})"
-        else:
-            detail = j["state"].lower() + (f" on {j['node']}" if j["node"] else "")
-        print(f"    {j['role']:9s} {name:12s} {detail}")
+    from onss_tui.cluster.submit import job_lines
+
+    for line in job_lines(slurm):
+        print(f"  {line}")
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

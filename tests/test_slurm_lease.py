@@ -114,3 +114,30 @@ def test_a_resubmission_drops_the_dependency_on_a_job_it_does_not_submit():
     assert "--dependency=afterany:42" in after and "--kill-on-invalid-dep=yes" in after
     after_head = _arguments(finish, {"head": "41"})  # nothing to generate: after the head job
     assert "--dependency=afterany:41" in after_head
+
+
+def test_a_slurm_worker_is_labelled_by_its_node_and_gpu(tmp_path, monkeypatch):
+    """GPU numbers are per node: CUDA_VISIBLE_DEVICES=0 on two nodes gives two labels, n1 GPU 0 and
+    n2 GPU 0, on the streams of two workers (a card each), never one."""
+    from onss_tui.pipeline.plan import Executor
+    from onss_tui.pipeline.rundir import RunDir
+    from onss_tui.pipeline.stages.generate import run_worker
+
+    class Plan:
+        executors = [Executor(index=w, kind="slurm", task=w, slot=0, device="cuda:0") for w in (0, 1)]
+
+        def executor(self, w):
+            return self.executors[w]
+
+        def shards_of(self, w):
+            return []
+
+    run = RunDir(tmp_path)
+    for worker, node in ((0, "n1"), (1, "n2")):
+        monkeypatch.setenv("SLURMD_NODENAME", node)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+        monkeypatch.setenv("SLURM_JOB_ID", str(100 + worker))
+        run_worker(run, Plan(), worker, engine=None)  # type: ignore[arg-type]  (no shard: only its start)
+    starts = [run.events((f"generate-w{w}",))[0] for w in (0, 1)]
+    assert [(e["label"], e["node"], e["gpu"], e["job"]) for e in starts] == [("n1 GPU 0", "n1", 0, "100"),
+                                                                              ("n2 GPU 0", "n2", 0, "101")]

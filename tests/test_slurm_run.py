@@ -204,3 +204,45 @@ def test_a_node_dies_in_the_middle_of_a_shard(slurm, tmp_path, local):
     labels = {e["label"] for w in (0, 1) for e in events(run, f"generate-w{w}") if e["event"] == "start"}
     assert len(labels) >= 3, labels  # task 0 started again, on the other node
     assert not queued(slurm, run)
+
+
+async def test_the_dashboard_of_a_slurm_run(slurm, tmp_path, monkeypatch):
+    """The dashboard (Pilot, 80x24) of a live Slurm run: the jobs as squeue has them, one card per
+    task titled by its node (one task a node), and s stops the run: no job is left in the queue."""
+    from textual.widgets import Label
+
+    from onss_tui.gpu import GpuProbe
+    from onss_tui.tui.app import create_app
+
+    for key, value in slurm.env.items():
+        monkeypatch.setenv(key, value)
+    recipe = make(tmp_path, extra=["--exclusive"])
+    run = tmp_path / "run"
+    r = onss(slurm, "run", str(recipe), "--slurm", env={"ONSS_FAULT_SHARD_SECONDS": "30"})
+    assert r.returncode == 0, r.stderr
+    wait_for("both generate tasks started",
+             lambda: all(events(run, f"generate-w{w}") for w in (0, 1)))
+    app = create_app(run_dir=run, probe_fn=lambda: GpuProbe(problem="no NVIDIA driver"),
+                     torch_status=lambda: "torch: no CUDA", checkpoint_status=lambda: "checkpoint: not needed")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if screen.slurm is not None and len(screen.cards) == 2:
+                break
+        jobs = str(screen.query_one("#slurm-jobs", Label).render())
+        assert "generate" in jobs and "running on n" in jobs, jobs
+        assert "running on Slurm" in str(screen.query_one("#run-title", Label).render())
+        titles = {str(c.query_one(".card-title", Label).render()) for c in screen.cards.values()}
+        assert {t.split()[0] for t in titles} == {"n1", "n2"}, titles  # two nodes' cards, apart
+        places = {str(c.query_one("#gpu", Label).render()) for c in screen.cards.values()}
+        assert all(p.startswith("on n") and "job" in p for p in places), places
+        await pilot.press("s")
+        await pilot.pause()
+        await pilot.click("#yes")
+        for _ in range(600):  # (the stop runs on a thread: scancel, then it waits for the queue to empty)
+            await pilot.pause(0.1)
+            if json.loads((run / "state.json").read_text())["status"] == "stopped":
+                break
+    assert not queued(slurm, run)
+    assert json.loads((run / "state.json").read_text())["status"] == "stopped"

@@ -38,8 +38,8 @@ from onss_tui.pipeline.plan import Cluster
 from onss_tui.pipeline.rundir import RunDir
 from onss_tui.recipe import Recipe
 
-__all__ = ["Submitted", "submit", "submit_missing", "follow", "stop", "live_jobs", "MAX_RESUBMITS", "LeaseHeld",
-           "missing_tasks", "cluster_of"]
+__all__ = ["slurm_side", "job_lines", "Submitted", "submit", "submit_missing", "follow", "stop", "live_jobs",
+           "MAX_RESUBMITS", "LeaseHeld", "missing_tasks", "cluster_of"]
 
 MAX_RESUBMITS = 2  # the finish job resubmits missing shards this many times, then fails with the reason
 STOP_WAIT_S = 60.0
@@ -272,3 +272,40 @@ def stop(run_path: Path) -> list[str]:
         run.update_state(status="stopped")
     run.emit("slurm", "stopped", jobs=alive)
     return alive
+
+
+def slurm_side(run_path: Path) -> dict[str, Any] | None:
+    """A Slurm run's jobs as squeue has them, for viewers (None: not a Slurm run): each queued job
+    or array task with its role, state, pending reason, expected start and node."""
+    record = read_record(run_path)
+    if record is None:
+        return None
+    out: dict[str, Any] = {"submissions": len(record.submissions), "jobs": [],
+                           "lease": read_lease(run_path) is not None}
+    try:
+        queued = scheduler.squeue(record.job_ids())
+    except scheduler.SlurmError as exc:
+        out["error"] = str(exc)
+        return out
+    for j in queued:
+        out["jobs"].append({"role": record.role_of(j.array_id) or "?", "job": j.array_id, "task": j.task,
+                            "state": j.state, "reason": j.reason, "start": j.start, "node": j.node})
+    return out
+
+
+def job_lines(slurm: dict[str, Any]) -> list[str]:
+    """``slurm_side``'s jobs in words, one a line (the CLI's status and the dashboard)."""
+    if "error" in slurm:
+        return [f"Slurm: {slurm['error']}"]
+    if not slurm["jobs"]:
+        return [f"Slurm: no job of this run is queued ({slurm['submissions']} submission(s) so far)"]
+    lines = ["Slurm jobs:"]
+    for j in slurm["jobs"]:
+        name = j["job"] + (f"_{j['task']}" if j["task"] is not None else "")
+        if j["state"] == "PENDING":
+            when = f", expected start {j['start']}" if j["start"] not in ("N/A", "", "Unknown") else ""
+            detail = f"pending ({j['reason']}{when})"
+        else:
+            detail = j["state"].lower() + (f" on {j['node']}" if j["node"] else "")
+        lines.append(f"  {j['role']:9s} {name:12s} {detail}")
+    return lines

@@ -1,5 +1,7 @@
 """The run dashboard: stages, one card per generate worker, a log tail. A viewer of the run
-directory: attaching and leaving never touch the run; stopping asks first."""
+directory: attaching and leaving never touch the run; stopping asks first. A Slurm run also shows
+its jobs as squeue has them (read on a thread, every few seconds), and its cards are labelled by
+node and GPU (GPU numbers are per node), never mixed up with this machine's GPUs."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from onss_tui.pipeline.rundir import STAGES, RunDir
 from onss_tui.tui.widgets.gpu_card import GpuCard
 
 REFRESH_SECONDS = 1.0
+SLURM_SECONDS = 5.0  # squeue, at most this often
 
 
 class ConfirmStop(ModalScreen[bool]):
@@ -48,6 +51,8 @@ class DashboardScreen(Screen):
         self.tail = self.run.event_reader()
         self.cards: dict[int, GpuCard] = {}
         self._probed: tuple[float, list] | None = None
+        self.on_slurm = (self.run.path / "slurm.json").is_file()
+        self.slurm: dict | None = None  # the latest slurm_side(), once read
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -55,6 +60,7 @@ class DashboardScreen(Screen):
         with Horizontal(id="dash"):
             yield DataTable(id="stages", cursor_type="none")
             yield Grid(id="cards")
+        yield Label("", id="slurm-jobs", markup=False)
         yield Log(id="log", max_lines=200)
         yield Footer()
 
@@ -67,12 +73,36 @@ class DashboardScreen(Screen):
         self.refresh_run()
         self.set_interval(REFRESH_SECONDS, self.refresh_run)
         self.set_interval(2.0, self.refresh_gpus)
+        self.query_one("#slurm-jobs", Label).display = self.on_slurm
+        if self.on_slurm:
+            self.poll_slurm()
+            self.set_interval(SLURM_SECONDS, self.poll_slurm)
+
+    def poll_slurm(self) -> None:
+        self.run_worker(self._read_slurm, thread=True, exclusive=True, group="slurm")
+
+    def _read_slurm(self) -> None:
+        from onss_tui.cluster.submit import slurm_side
+
+        info = slurm_side(self.run.path)  # (squeue: a subprocess, off the UI thread)
+        self.app.call_from_thread(self.show_slurm, info)
+
+    def show_slurm(self, info: dict | None) -> None:
+        from onss_tui.cluster.submit import job_lines
+
+        self.slurm = info
+        if info is not None:
+            self.query_one("#slurm-jobs", Label).update("\n".join(job_lines(info)))
 
     def refresh_run(self) -> None:
         state = self.run.state()
         pid = self.run.locked_by()
         status = f"running (pid {pid})" if pid else (state.status or "not started")
-        if not pid and status == "running":
+        queued = len(self.slurm["jobs"]) if self.slurm and "jobs" in self.slurm else 0
+        if self.on_slurm and status == "running":
+            status = (f"running on Slurm ({queued} queued)" if queued or self.slurm is None else
+                      "interrupted: no job queued; run the recipe again with --slurm")
+        elif not pid and status == "running":
             status = "interrupted: run the recipe again to resume"
         self.query_one("#run-title", Label).update(f"{state.name or self.run.path.name}  "
                                                    f"[{state.engine or '?'}]  {status}  {self.run.path}")
@@ -82,9 +112,15 @@ class DashboardScreen(Screen):
         log = self.query_one("#log", Log)
         for e in self.tail.read():
             stream = e.get("stream", "")
-            if stream.startswith("generate-w") and e.get("event") == "progress":
+            if stream.startswith("generate-w") and e.get("event") == "start" and e.get("node"):
+                # a Slurm task: its node and GPU name it; this machine's GPUs are not its own
+                self._card(int(stream[len("generate-w"):])).place(e.get("label") or e["node"],
+                                                                   f"on {e['node']}" + (f", job {e['job']}"
+                                                                                        if e.get("job") else ""))
+                log.write_line(f"{stream}: start on {e.get('label')}")
+            elif stream.startswith("generate-w") and e.get("event") == "progress":
                 card = self._card(int(stream[len("generate-w"):]))
-                if isinstance(e.get("gpu"), int) and card.gpu_index != e["gpu"]:
+                if isinstance(e.get("gpu"), int) and card.gpu_index != e["gpu"] and card.where is None:
                     card.gpu_index = e["gpu"]  # the worker's GPU (recipe gpus: [2, 3] puts worker 0 on GPU 2)
                     card.show_gpu(self._gpu_of(card))
                 card.show_event(e)
@@ -108,6 +144,8 @@ class DashboardScreen(Screen):
         return self._probed[1]
 
     def _gpu_of(self, card: GpuCard):
+        if card.where is not None or self.on_slurm:
+            return None  # (on another node)
         index = card.gpu_index if card.gpu_index is not None else card.worker
         return next((g for g in self.gpus() if g.index == index), None)
 
@@ -116,6 +154,13 @@ class DashboardScreen(Screen):
             card.show_gpu(self._gpu_of(card))
 
     def action_stop(self) -> None:
+        if self.on_slurm and not self.run.locked_by():
+            def cancel(confirmed: bool | None) -> None:
+                if confirmed:
+                    self.run_worker(self._cancel_jobs, thread=True, exclusive=True, group="slurm-stop")
+
+            self.app.push_screen(ConfirmStop(), cancel)
+            return
         pid = self.run.locked_by()
         if not pid or pid < 0:
             self.notify("No process is working on this run.")
@@ -127,3 +172,15 @@ class DashboardScreen(Screen):
                 self.notify(f"Stopped pid {pid}.")
 
         self.app.push_screen(ConfirmStop(), stop)
+
+    def _cancel_jobs(self) -> None:
+        from onss_tui.cluster.scheduler import SlurmError
+        from onss_tui.cluster.submit import stop
+
+        try:
+            alive = stop(self.run.path)
+            message = f"Cancelled jobs {', '.join(alive)}." if alive else "No job of this run is queued."
+        except SlurmError as exc:
+            message = str(exc)
+        self.app.call_from_thread(self.notify, message)
+        self.app.call_from_thread(self.poll_slurm)

@@ -35,6 +35,7 @@ class GpuCard(Vertical):
         super().__init__(id=f"gpu-card-{worker}", classes="gpu-card", **kw)
         self.worker = worker
         self.gpu_index: int | None = None  # from the worker's events; else worker w is GPU w
+        self.where: str | None = None  # a Slurm task's node (and job): its GPU is not this machine's
         self.rates: list[float] = []
         self._ready = False
         self._pending: list[tuple[str, object]] = []
@@ -50,7 +51,10 @@ class GpuCard(Vertical):
     def on_mount(self) -> None:
         self._ready = True
         for kind, value in self._pending:
-            (self.show_event if kind == "event" else self.show_gpu)(value)
+            if kind == "place":
+                self.place(*value)  # type: ignore[misc]
+            else:
+                (self.show_event if kind == "event" else self.show_gpu)(value)  # type: ignore[arg-type]
         self._pending.clear()
 
     def show_event(self, event: dict) -> None:
@@ -72,11 +76,23 @@ class GpuCard(Vertical):
         elif batch and batch == batches:
             self.query_one("#rate", Label).update("done")
 
+    def place(self, title: str, where: str) -> None:
+        """A Slurm task's card: titled by its node and GPU (e.g. ``n2 GPU 0``), placed on that node."""
+        if not self._ready:
+            self._pending.append(("place", (title, where)))
+            return
+        self.where = where
+        self.query_one(".card-title", Label).update(title)
+        self.query_one("#gpu", Label).update(where)
+
     def show_gpu(self, gpu: GpuInfo | None) -> None:
         if not self._ready:
             self._pending.append(("gpu", gpu))
             return
         label = self.query_one("#gpu", Label)
+        if self.where is not None:
+            label.update(self.where)
+            return
         if gpu is None:
             label.update("CPU")
             return
