@@ -418,6 +418,92 @@ def _check_expansion(root: yaml.Node, text: str, source: str, limit: int = MAX_Y
             stack.append((child, False))
 
 
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_STR_TAG = "tag:yaml.org,2002:str"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only true/false (True, TRUE, False, FALSE) are
+    booleans; yes/no/on/off (YAML 1.1) stay text, so an instrument called ``on`` is the name "on".
+    Everything else is the safe loader's (ints, floats, null, merge keys, ...). A boolean field still
+    takes yes/no/on/off: the recipe model reads those strings as booleans."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+_RecipeLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _check_duplicate_keys(root: yaml.Node, source: str) -> None:
+    """Refuse a key given twice in one mapping, at any level (YAML loaders silently keep the last)."""
+    problems: list[tuple[int, int, str]] = []
+    walked: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple]] = [(root, ())]
+    while stack:  # iterative, and each node once: an alias is the node its anchor names
+        node, path = stack.pop()
+        if id(node) in walked:
+            continue
+        walked.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Node] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                    field = ".".join(str(x) for x in path + (key.value,))
+                    seen = first.setdefault((key.tag, key.value), key)
+                    if seen is not key:
+                        line, col = key.start_mark.line + 1, key.start_mark.column + 1
+                        problems.append((line, col, f"{source}:{line}:{col}: {field}: given twice, on lines "
+                                                    f"{seen.start_mark.line + 1} and {line}; keep one (YAML would "
+                                                    "silently use the last)"))
+                    stack.append((value, path + (key.value,)))
+                else:
+                    stack.append((value, path))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, path + (i,)) for i, item in enumerate(node.value))
+    if problems:
+        raise RecipeError([p for _, _, p in sorted(problems)])
+
+
+def _names_as_text(root: yaml.Node) -> None:
+    """Names are text whatever they look like: an unquoted 808, 1.5 or 2024-01-01 as an instrument
+    name (or the recipe's name, or a display or abbr) would otherwise be a number or a date. A
+    display or abbr written as null (or a name left empty) stays null."""
+
+    def text(node: yaml.Node | None, keep_null: bool = False) -> None:
+        if isinstance(node, yaml.ScalarNode) and node.style is None and node.tag != _STR_TAG:
+            if node.tag == _NULL_TAG and (keep_null or node.value in ("", "~")):
+                return
+            node.tag = _STR_TAG
+
+    def value(mapping: yaml.Node, key: str) -> yaml.Node | None:
+        if not isinstance(mapping, yaml.MappingNode):
+            return None
+        return next((v for k, v in mapping.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+
+    def instrument(node: yaml.Node) -> None:
+        if isinstance(node, yaml.MappingNode):
+            text(value(node, "name"))
+            text(value(node, "display"), keep_null=True)
+            text(value(node, "abbr"), keep_null=True)
+        else:
+            text(node)
+
+    text(value(root, "name"))
+    corners = value(root, "corners")
+    for corner in CORNERS:
+        entries = value(corners, corner) if corners is not None else None
+        if isinstance(entries, yaml.SequenceNode):
+            for entry in entries.value:
+                instrument(entry)
+        elif entries is not None:
+            instrument(entries)
+
+
 def _keep_text(root: yaml.Node, data: dict, path: tuple[str, ...]) -> None:
     """The value at ``path`` as written: YAML 1.1 reads an unquoted 1:30:00 as the number 5400."""
     node: yaml.Node | None = root
@@ -435,10 +521,17 @@ def _keep_text(root: yaml.Node, data: dict, path: tuple[str, ...]) -> None:
 def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     """Validate YAML text; raises RecipeError listing every problem with its position."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None:
-            _check_expansion(node, text, source)
-        data = yaml.safe_load(text)
+        loader = _RecipeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = None
+            if node is not None:
+                _check_expansion(node, text, source)
+                _check_duplicate_keys(node, source)
+                _names_as_text(node)
+                data = loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source

@@ -89,7 +89,10 @@ def test_slurm_times_in_every_format_slurm_takes(written, normal):
     ("colour: red", "slurm.colour", "unknown key; remove it or check its spelling"),
 ])
 def test_each_bad_slurm_field_names_the_field_the_line_and_the_fix(line, field, needle):
-    text = BASE + "slurm:\n  partition: gpu\n  time: 60\n  max_tasks: 2\n" + f"  {line}\n"
+    given = {"partition": "gpu", "time": "60", "max_tasks": "2"}
+    key = line.split(":", 1)[0]
+    kept = "".join(f"  {k}: {v}\n" for k, v in given.items() if k != key)  # (a key given twice is refused)
+    text = BASE + "slurm:\n" + kept + "  # the field under test\n" * (key in given) + f"  {line}\n"
     found = problems(text)
     assert len(found) == 1, found
     assert found[0].startswith(f"r.yaml:10:3: {field}: ") and needle in found[0], found

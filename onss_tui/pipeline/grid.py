@@ -52,9 +52,13 @@ def grid_points(resolution: int) -> list[GridPoint]:
 
 
 def corner_weights(x: float, y: float) -> np.ndarray:
-    """float64 [4]: the normalised linear-falloff weights of the four corners at (x, y)."""
-    w = np.array([max(1.0 - float(np.hypot(x - cx, y - cy)), 0.0) for cx, cy in CORNER_POSITIONS])
-    return w / w.sum()
+    """float64 [4]: the normalised linear-falloff weights of the four corners at (x, y).
+
+    Bit for bit the original's ``utils.get_weights``: the distances by ``np.linalg.norm`` (the square
+    root of the summed squares; ``np.hypot`` differs from it in the last bit at some points)."""
+    w = np.maximum(1 - np.linalg.norm(np.array([x, y]) - np.array(CORNER_POSITIONS), axis=1), 0)
+    w /= w.sum()
+    return w
 
 
 def description_name(pitch: int, weights: dict[str, float]) -> str:

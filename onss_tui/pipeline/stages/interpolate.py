@@ -1,5 +1,6 @@
 """Stage interpolate: the unique sounds of the grid (spec §3.2) and, for an engine that uses them,
-their embeddings: z = sum_i w_i E_i with the unrounded weights (float64 sum, stored float32).
+their embeddings: z = sum_i w_i E_i with the unrounded weights (float64 products and sum, stored
+float32: bit for bit the original's).
 
 reads   the recipe's corners, pitches and resolution; ``embed/encodings.npy``
 writes  ``interpolate/sounds.json`` (SoundList), ``interpolate/pads.json`` (PadRows) and
@@ -32,10 +33,14 @@ def interpolate(recipe: Recipe, out_dir: Path, note_index: dict[tuple[str, int],
         assert note_index is not None
         z = np.empty((len(grid.sounds), encodings.shape[1], encodings.shape[2]), dtype=np.float32)
         for s in grid.sounds:
+            # as the original: (embeddings.T * weights).T.sum(axis=0), then float32. Its float64 weight
+            # array makes every product float64 (a Python float times a float32 array would round each
+            # product to float32 first); the sum runs in corner order from 0.0, and the zero-weight
+            # corners it also adds (+-0.0) change no bit of it, so they are left out here.
             acc = np.zeros(encodings.shape[1:], dtype=np.float64)
             for inst, w in s.mix:
-                acc += w * encodings[note_index[(inst, s.pitch)]]
-            z[s.index] = acc
+                acc += np.float64(w) * encodings[note_index[(inst, s.pitch)]].astype(np.float64)
+            z[s.index] = acc.astype(np.float32)
         atomic_save_npy(out_dir / "embeddings.npy", z)
     sounds = [Sound(index=s.index, name=s.name, pitch=s.pitch, mix=list(s.mix)) for s in grid.sounds]
     pads = {"_".join(c): rows.tolist() for c, rows in grid.pads.items()}
