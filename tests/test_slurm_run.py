@@ -75,7 +75,8 @@ def wait_for(what: str, check, timeout: float = WAIT_S):
 def no_job_left(slurm):
     """Whatever a failed test left in the queue goes (the next test gets the whole cluster)."""
     yield
-    slurm.run("scancel", "-n", "onss-small-head,onss-small-generate,onss-small-finish", check=False)
+    for role in ("head", "generate", "finish"):  # (scancel takes one --name)
+        slurm.run("scancel", f"--name=onss-small-{role}", check=False)
 
 
 def assert_same_pack(run: Path, local) -> None:
@@ -125,24 +126,26 @@ def test_stop_right_after_submitting_then_submit_again(slurm, tmp_path, local):
     assert not queued(slurm, run)
 
 
-def test_a_cancelled_task_and_a_requeued_task(slurm, tmp_path, local):
-    """scancel of one generate task in the middle of its shard, scontrol requeue of the other: the
-    requeued task starts again, the finish job resubmits the cancelled task's shards, and the run
+def test_a_cancelled_task_a_requeued_task_and_a_preempted_task(slurm, tmp_path, local):
+    """In the middle of their shards: scancel of one generate task, scontrol requeue of another, and
+    USR2 to the third (as Slurm sends it before the time limit: the task stops and requeues itself).
+    The requeued tasks start again, the finish job resubmits the cancelled task's shards, and the run
     completes with the same pads. Submitting again while the jobs live submits nothing; onss status
     shows the jobs, the pending reason included."""
-    recipe = make(tmp_path)
+    recipe = make(tmp_path, max_tasks=3)
     run = tmp_path / "run"
     slow = {"ONSS_FAULT_SHARD_SECONDS": "12"}
     r = onss(slurm, "run", str(recipe), "--slurm", env=slow)
     assert r.returncode == 0, r.stderr
     array = json.loads((run / "slurm.json").read_text())["submissions"][0]["jobs"]["generate"]
-    wait_for("both generate tasks in a shard",
-             lambda: all(len(events(run, f"generate-w{w}")) >= 1 for w in (0, 1)))
+    wait_for("three generate tasks in a shard",
+             lambda: all(len(events(run, f"generate-w{w}")) >= 1 for w in (0, 1, 2)))
     again = onss(slurm, "run", str(recipe), "--slurm")
     assert again.returncode == 0 and "nothing new was submitted" in again.stderr, again.stderr
     assert len(json.loads((run / "slurm.json").read_text())["submissions"]) == 1
     slurm.run("scancel", f"{array}_0")
     slurm.run("scontrol", "requeue", f"{array}_1")
+    slurm.run("scancel", "--batch", "--signal=USR2", f"{array}_2")
 
     def pending() -> str | None:
         out = onss(slurm, "status", str(run)).stdout
@@ -156,6 +159,8 @@ def test_a_cancelled_task_and_a_requeued_task(slurm, tmp_path, local):
     record = json.loads((run / "slurm.json").read_text())
     assert [s["by"] for s in record["submissions"]] == ["user", "finish"]
     assert record["submissions"][1]["tasks"] == [0]
+    assert "requeueing job" in next((run / "logs").glob(f"slurm-*-generate-{array}_2.log")).read_text()
+    assert len([e for e in events(run, "generate-w2") if e["event"] == "start"]) == 2  # it ran again
     assert not queued(slurm, run)
 
 

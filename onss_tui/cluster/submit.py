@@ -43,6 +43,7 @@ __all__ = ["slurm_side", "job_lines", "Submitted", "submit", "submit_missing", "
 
 MAX_RESUBMITS = 2  # the finish job resubmits missing shards this many times, then fails with the reason
 STOP_WAIT_S = 60.0
+FOLLOW_PATIENCE_S = 300.0  # --wait gives up on a slurmctld that has not answered squeue for this long
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ def follow(run_path: Path, listener: Listener, poll_s: float = 2.0, since_now: b
     reader = run.event_reader()
     if since_now:
         reader.read()
-    gone_polls = 0
+    gone_polls = failed_polls = 0
     while True:
         for e in reader.read():
             listener(e)
@@ -240,7 +241,16 @@ def follow(run_path: Path, listener: Listener, poll_s: float = 2.0, since_now: b
         if status == "done":
             return "done"
         record = read_record(run.path)
-        if not _alive(record.job_ids() if record else []):
+        try:
+            alive = _alive(record.job_ids() if record else [])
+            failed_polls = 0
+        except scheduler.SlurmError:  # a busy slurmctld times out now and then: ask again
+            failed_polls += 1
+            if failed_polls * poll_s > FOLLOW_PATIENCE_S:
+                raise
+            time.sleep(poll_s)
+            continue
+        if not alive:
             gone_polls += 1  # (the last events may still be on their way through a shared file system)
             if gone_polls >= 3:
                 for e in reader.read():

@@ -79,7 +79,10 @@ def collect(ctx: StageContext) -> dict:
 
 
 def _requeue_self() -> int:
-    job = os.environ.get("SLURM_JOB_ID")
+    # an array task by <array>_<index>: its own SLURM_JOB_ID may be the array's id, and requeueing
+    # that requeues every task of the array (a cancelled one included)
+    array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job = f"{array}_{index}" if array and index else os.environ.get("SLURM_JOB_ID")
     if job:
         print(f"onss: preempted: state saved; requeueing job {job}", flush=True)
         scheduler.requeue(job)
