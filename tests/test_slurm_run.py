@@ -251,3 +251,19 @@ async def test_the_dashboard_of_a_slurm_run(slurm, tmp_path, monkeypatch):
                 break
     assert not queued(slurm, run)
     assert json.loads((run / "state.json").read_text())["status"] == "stopped"
+
+
+def test_a_task_that_always_fails_is_resubmitted_twice_then_the_run_fails(slurm, tmp_path):
+    """The finish job resubmits a failed task's shards a bounded number of times, then fails saying
+    which tasks and where their logs are; the queue is empty, the lease released, and --wait exits 2
+    with that message (no traceback)."""
+    recipe = make(tmp_path)
+    run = tmp_path / "run"
+    w = onss(slurm, "run", str(recipe), "--slurm", "--wait", env={"ONSS_FAULT_FAIL_TASK": "1"})
+    assert w.returncode == 2 and "Traceback" not in w.stderr, w.stdout + w.stderr
+    assert "generate tasks 1 did not finish their shards after 2 resubmissions" in w.stderr
+    record = json.loads((run / "slurm.json").read_text())
+    assert [(s["by"], s["tasks"]) for s in record["submissions"]] == [("user", [0, 1]), ("finish", [1]),
+                                                                      ("finish", [1])]
+    assert not queued(slurm, run) and not (run / "lease").exists()
+    assert json.loads((run / "state.json").read_text())["status"] == "failed"

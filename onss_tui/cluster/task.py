@@ -94,6 +94,9 @@ def _generate(run: RunDir, task: int) -> int:
     from onss_tui.pipeline.engines import engine_for
     from onss_tui.pipeline.stages.generate import run_worker
 
+    if os.environ.get("ONSS_FAULT_FAIL_TASK") == str(task):  # tests: a task that always fails
+        print(f"onss: task {task} fails (injected: ONSS_FAULT_FAIL_TASK)", flush=True)
+        return 1
     plan = run.plan()
     mine = [e for e in plan.executors if e.task == task]
     if not mine:
