@@ -141,3 +141,38 @@ def test_a_slurm_worker_is_labelled_by_its_node_and_gpu(tmp_path, monkeypatch):
     starts = [run.events((f"generate-w{w}",))[0] for w in (0, 1)]
     assert [(e["label"], e["node"], e["gpu"], e["job"]) for e in starts] == [("n1 GPU 0", "n1", 0, "100"),
                                                                               ("n2 GPU 0", "n2", 0, "101")]
+
+
+def test_usr2_saves_the_generator_now_and_the_resumed_shard_is_bit_identical(tmp_path, small_model):
+    """A Slurm task's USR2 (its time limit is near): the worker finishes the stride under way, its
+    state is on disk before it stops (Preempted), and the shard resumed from that save is the shard
+    of a run never interrupted."""
+    import signal
+
+    import numpy as np
+
+    from onss_tui import signals
+    from onss_tui.pipeline.stages.generate import generate_nsynth_shard
+
+    emb = np.random.default_rng(0).normal(0, 5, (2, 1, 16)).astype(np.float32)
+    ids = np.array([3, 4])
+    whole = tmp_path / "whole.npy"
+    generate_nsynth_shard(small_model, emb, ids, 1, whole, save_every=128)
+
+    def usr2_at_256(t, total):
+        if t == 256:
+            signal.raise_signal(signal.SIGUSR2)  # as Slurm sends it (--signal=B:USR2@120)
+
+    old = signal.signal(signal.SIGUSR2, signals.request_preemption)
+    cut = tmp_path / "cut.npy"
+    try:
+        with pytest.raises(signals.Preempted, match="state saved at sample 256"):
+            generate_nsynth_shard(small_model, emb, ids, 1, cut, save_every=128, progress=usr2_at_256)
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+        signals._preempt.clear()
+    assert (tmp_path / "cut.state.pt").is_file() and not cut.exists()
+    seen = []
+    generate_nsynth_shard(small_model, emb, ids, 1, cut, save_every=128, progress=lambda t, n: seen.append(t))
+    assert seen[0] == 384  # from the save at 256, written before it stopped
+    assert np.array_equal(np.load(cut), np.load(whole))
