@@ -86,6 +86,7 @@ def _isolated_dirs(tmp_path_factory, tmp_path, monkeypatch):
     for each test; one weight cache for the session)."""
     monkeypatch.setenv("ONSS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("ONSS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ONSS_STATE_DIR", str(tmp_path / "state"))  # (the registry of runs)
 
 
 @pytest.fixture(scope="session")

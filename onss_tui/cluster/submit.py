@@ -195,6 +195,9 @@ def submit(runner: Any, python: str | None = None) -> Submitted | None:
             run.set_stage("generate", "pending")
         run.update_state(status="running", name=recipe.name, engine=recipe.engine)
         submitted = _sbatch_all(run.path, jobs, "user", tasks, record)
+        from onss_tui import registry
+
+        registry.register(run.path, recipe.name, getattr(runner, "recipe_file", None), slurm=True)
         return submitted
     finally:
         if submitted is None:

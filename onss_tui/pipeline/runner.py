@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from onss_tui import registry
 from onss_tui.atomic import TEMP_SUFFIXES, atomic_write_text
 from onss_tui.pipeline import integrity
 from onss_tui.pipeline import plan as planning
@@ -112,9 +113,13 @@ class Runner:
         self._machine = machine
         self.cluster = cluster
 
+    recipe_file: Path | None = None  # where it was started from (the registry of runs shows it)
+
     @classmethod
     def from_file(cls, path: Path, **kw: Any) -> Runner:
-        return cls(load_recipe(path), path.resolve().parent, **kw)
+        runner = cls(load_recipe(path), path.resolve().parent, **kw)
+        runner.recipe_file = Path(path).resolve()
+        return runner
 
     @classmethod
     def from_run_dir(cls, run_dir: Path, **kw: Any) -> Runner:
@@ -214,6 +219,8 @@ class Runner:
             self._check_recipe()
             self.preflight()
             self.run.update_state(pid=os.getpid(), status="running", name=self.recipe.name, engine=self.recipe.engine)
+            if self.cluster is None:  # (a Slurm run is registered where it is submitted)
+                registry.register(self.run.path, self.recipe.name, self.recipe_file)
             self.emit("supervisor", "run_start", pid=os.getpid(), run=str(self.run.path))
             from onss_tui.pipeline.stages import STAGE_FUNCTIONS
 
