@@ -85,13 +85,13 @@ async def test_dashboard_follows_a_live_run(tmp_path):
         run.emit("generate-w1", "progress", batch=3, batches=10, sample=32000, samples=64000, sounds=256,
                  samples_per_s=1_000_000.0)
         screen = app.screen
-        screen.refresh_run()
+        screen.show_run(screen.read_run())  # (what the refresh's thread reads, shown)
         screen.refresh_gpus()
         await pilot.pause()
         card = screen.cards[1]
-        assert "batch 3/10  32,000/64,000" in str(card.query_one("#batch", Label).render())
-        bar = card.query_one("#samples", ProgressBar)
-        assert bar.progress == 32000 and bar.total == 64000
+        assert "shard 3/10  50% of it" in str(card.query_one("#batch", Label).render())
+        bar = card.query_one("#samples", ProgressBar)  # the worker's share: 2.5 of 10 shards
+        assert bar.progress == 2 * 64000 + 32000 and bar.total == 10 * 64000
         rate = str(card.query_one("#rate", Label).render())
         # 256 sounds at 1M samples/s: 3,906.25 steps/s; 7.5 batches of 64,000 steps left: 122.9 s
         assert rate == "1.00M/s  ETA 2:02"
@@ -101,7 +101,7 @@ async def test_dashboard_follows_a_live_run(tmp_path):
         # a worker says which GPU it runs on (recipe gpus: [1, 0]): its card follows
         run.emit("generate-w0", "progress", batch=1, batches=10, sample=512, samples=64000, sounds=256,
                  samples_per_s=900_000.0, gpu=1)
-        screen.refresh_run()
+        screen.show_run(screen.read_run())
         await pilot.pause()
         assert "GPU 1  H100" in str(screen.cards[0].query_one(".card-title", Label).render())
         assert "load 84%" in str(screen.cards[0].query_one("#gpu", Label).render())
@@ -182,7 +182,7 @@ async def test_wizard_walk_from_audio_to_finish(tmp_path):
             await pilot.pause(0.1)
             if dash.run.state().status in ("done", "failed"):
                 break
-        dash.refresh_run()
+        dash.show_run(dash.read_run())
         assert dash.run.state().status == "done"
         await pilot.press("f")
         await pilot.pause()

@@ -8,26 +8,44 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Header, Label, Log
+from textual.widgets import Button, DataTable, Footer, Header, Label, Log, ProgressBar
 
+from onss_tui.pipeline.files import RunState
 from onss_tui.pipeline.rundir import STAGES, RunDir
-from onss_tui.tui.widgets.gpu_card import GpuCard
+from onss_tui.tui.widgets.gpu_card import GpuCard, clock, eta_text
 
 REFRESH_SECONDS = 1.0
 SLURM_SECONDS = 5.0  # squeue, at most this often
 
 
+@dataclass
+class RunSnapshot:
+    """One reading of the run folder, made on a thread and shown on the UI thread."""
+
+    state: RunState
+    pid: int | None
+    events: list[dict]
+    shards: int | None  # the plan's, once planned
+    done: int  # shards certified done so far
+
+
 class ConfirmStop(ModalScreen[bool]):
     BINDINGS = [("escape", "dismiss(False)", "Cancel")]
+    DEFAULT_CSS = """
+    ConfirmStop #confirm { max-width: 90%; }
+    ConfirmStop #confirm Label { width: 100%; height: auto; }
+    ConfirmStop #confirm Horizontal { height: auto; }
+    """
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm"):
-            yield Label("Stop this run? Finished work is kept; run the recipe again to resume.")
+            yield Label("Stop this run? Finished work is kept; r on the dashboard resumes it.")
             with Horizontal():
                 yield Button("Stop", variant="error", id="yes")
                 yield Button("Cancel", id="no")
@@ -37,7 +55,43 @@ class ConfirmStop(ModalScreen[bool]):
 
 
 class DashboardScreen(Screen):
-    BINDINGS = [("s", "stop", "Stop run"), ("f", "finish", "Finish")]
+    DEFAULT_CSS = """
+    DashboardScreen #whole-run { height: 1; padding: 0 1; }
+    DashboardScreen #run-progress { width: 26; }
+    DashboardScreen #run-progress-text { width: 1fr; }
+    """
+    BINDINGS = [("s", "stop", "Stop"), ("r", "resume", "Resume"), ("f", "finish", "Finish"),
+                ("escape", "back", "Back"), ("ctrl+b", "back", "Back")]
+
+    def action_back(self) -> None:
+        """Leave the dashboard (the run goes on): to the screen it came from, else the recipes."""
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.action_recipes()  # type: ignore[attr-defined]
+
+    def action_resume(self) -> None:
+        """Start the run again where it stopped: detached on this machine, or submitted to Slurm."""
+        snap = self.snapshot
+        if snap is None or snap.pid or snap.state.status == "done":
+            self.notify("The run is " + ("done." if snap and snap.state.status == "done" else "running."))
+            return
+        if self.on_slurm and self.slurm and self.slurm.get("jobs"):
+            self.notify("The run's Slurm jobs are still queued.")
+            return
+        self.run_worker(self._resume, thread=True, exclusive=True, group="resume")
+
+    def _resume(self) -> None:
+        import subprocess
+        import sys
+
+        recipe = self.run.recipe_path
+        argv = [sys.executable, "-m", "onss_tui", "run", str(recipe)] + (["--slurm"] if self.on_slurm else ["--detach"])
+        done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        message = lines[0] if lines else "resumed"
+        self.app.call_from_thread(self.notify, message, severity="information" if done.returncode == 0 else "error")
+        self.app.call_from_thread(self.refresh_run)
 
     def action_finish(self) -> None:
         if self.run.state().status != "done":
@@ -52,11 +106,18 @@ class DashboardScreen(Screen):
         self.cards: dict[int, GpuCard] = {}
         self._probed: tuple[float, list] | None = None
         self.on_slurm = (self.run.path / "slurm.json").is_file()
+        self.snapshot: RunSnapshot | None = None
+        self.snapshot_seen_active: bool | None = None  # once a process was seen working on the run
+        self._shards: int | None = None
+        self._first_done: tuple[int, float] | None = None
         self.slurm: dict | None = None  # the latest slurm_side(), once read
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Label("", id="run-title", markup=False)
+        with Horizontal(id="whole-run"):
+            yield ProgressBar(total=1, show_eta=False, id="run-progress")
+            yield Label("", id="run-progress-text", markup=False)
         with Horizontal(id="dash"):
             yield DataTable(id="stages", cursor_type="none")
             yield Grid(id="cards")
@@ -95,22 +156,47 @@ class DashboardScreen(Screen):
             self.query_one("#slurm-jobs", Label).update("\n".join(job_lines(info)))
 
     def refresh_run(self) -> None:
-        state = self.run.state()
-        pid = self.run.locked_by()
+        """Read the run folder on a thread; the screen is updated from what it posts."""
+        self.run_worker(self._read_run, thread=True, exclusive=True, group="refresh")
+
+    def _read_run(self) -> None:
+        self.app.call_from_thread(self.show_run, self.read_run())
+
+    def read_run(self) -> RunSnapshot:
+        """Everything the screen shows of the run folder (file I/O: called off the UI thread)."""
+        if self._shards is None and self.run.has_plan():
+            try:
+                self._shards = len(self.run.plan().shards)
+            except (OSError, ValueError):
+                pass
+        generate = self.run.path / "generate"
+        done = sum(1 for _ in generate.glob("shard-*.npy.done")) if generate.is_dir() else 0
+        return RunSnapshot(self.run.state(), self.run.locked_by(), self.tail.read(), self._shards, done)
+
+    def show_run(self, snap: RunSnapshot) -> None:
+        state, pid = snap.state, snap.pid
+        self.snapshot = snap
         status = f"running (pid {pid})" if pid else (state.status or "not started")
         queued = len(self.slurm["jobs"]) if self.slurm and "jobs" in self.slurm else 0
         if self.on_slurm and status == "running":
             status = (f"running on Slurm ({queued} queued)" if queued or self.slurm is None else
-                      "interrupted: no job queued; run the recipe again with --slurm")
+                      "interrupted: no job queued; r resumes it on Slurm")
         elif not pid and status == "running":
-            status = "interrupted: run the recipe again to resume"
+            status = "interrupted: r resumes it"
         self.query_one("#run-title", Label).update(f"{state.name or self.run.path.name}  "
                                                    f"[{state.engine or '?'}]  {status}  {self.run.path}")
+        self._show_whole_run(snap)
         table = self.query_one("#stages", DataTable)
+        active = bool(pid) or (self.on_slurm and bool(queued))
         for stage in STAGES:
-            table.update_cell(stage, "status", state.stage(stage).status)
+            shown = state.stage(stage).status
+            if shown == "running" and not active and self.snapshot_seen_active is not None:
+                shown = "stopped"  # (no process works on it any more)
+            table.update_cell(stage, "status", shown)
+        if active:
+            self.snapshot_seen_active = True
         log = self.query_one("#log", Log)
-        for e in self.tail.read():
+        for e in snap.events:
             stream = e.get("stream", "")
             if stream.startswith("generate-w") and e.get("event") == "start" and e.get("node"):
                 # a Slurm task: its node and GPU name it; this machine's GPUs are not its own
@@ -127,6 +213,30 @@ class DashboardScreen(Screen):
             elif e.get("event") != "progress":
                 detail = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("t", "stream", "event"))
                 log.write_line(f"{stream}: {e.get('event')} {detail}".rstrip())
+
+    def _show_whole_run(self, snap: RunSnapshot) -> None:
+        """The whole run's generation: shards done of all, elapsed time and the time left."""
+        bar = self.query_one("#run-progress", ProgressBar)
+        label = self.query_one("#run-progress-text", Label)
+        if not snap.shards:
+            label.update("generate: not planned yet")
+            bar.update(total=1, progress=0)
+            return
+        gen = snap.state.stage("generate")
+        bar.update(total=snap.shards, progress=snap.done)
+        text = f"generate: {snap.done}/{snap.shards} shards  {100 * snap.done // snap.shards}%"
+        if gen.status == "running" and gen.at:
+            elapsed = max(time.time() - gen.at, 0.0)
+            text += f"  elapsed {clock(elapsed)}"
+            if self._first_done is None:
+                self._first_done = (snap.done, time.time())
+            first, since = self._first_done
+            if snap.done > first:  # the shards finished while watching: their pace
+                left = (time.time() - since) / (snap.done - first) * (snap.shards - snap.done)
+                text += f"  {eta_text(left)}"
+        elif gen.status == "done" and gen.seconds:
+            text += f"  took {clock(gen.seconds)}"
+        label.update(text)
 
     def _card(self, worker: int) -> GpuCard:
         if worker not in self.cards:

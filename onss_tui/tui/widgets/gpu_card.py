@@ -18,12 +18,17 @@ def rate_text(rate: float) -> str:
     return f"{rate:,.0f}/s"
 
 
+def clock(seconds: float) -> str:
+    """H:MM:SS, or M:SS under an hour."""
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
 def eta_text(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds < 0:
         return "ETA --"
-    h, rem = divmod(int(seconds), 3600)
-    m, s = divmod(rem, 60)
-    return f"ETA {h}:{m:02d}:{s:02d}" if h else f"ETA {m}:{s:02d}"
+    return f"ETA {clock(seconds)}"
 
 
 class GpuCard(Vertical):
@@ -43,7 +48,7 @@ class GpuCard(Vertical):
     def compose(self) -> ComposeResult:
         yield Label(f"worker {self.worker}", classes="card-title")
         yield Label("waiting", id="batch")
-        yield ProgressBar(total=1, show_eta=False, id="samples")
+        yield ProgressBar(total=1, show_eta=False, show_percentage=True, id="samples")
         yield Label("", id="rate")
         yield Sparkline([], id="history")
         yield Label("", id="gpu")
@@ -62,9 +67,12 @@ class GpuCard(Vertical):
             self._pending.append(("event", event))
             return
         batch, batches = event.get("batch", 0), event.get("batches", 0)
-        sample, samples = event.get("sample", 0), event.get("samples", 1)
-        self.query_one("#batch", Label).update(f"batch {batch}/{batches}  {sample:,}/{samples:,}")
-        self.query_one("#samples", ProgressBar).update(total=samples, progress=sample)
+        sample, samples = event.get("sample", 0), max(event.get("samples", 1), 1)
+        # the bar: the worker's whole share (a shard's samples alone read 100% most of the time)
+        shard = f"{100 * sample // samples}% of it" if sample < samples else "done"
+        self.query_one("#batch", Label).update(f"shard {batch}/{batches}  {shard}")
+        self.query_one("#samples", ProgressBar).update(total=max(batches, 1) * samples,
+                                                       progress=max(batch - 1, 0) * samples + sample)
         rate = event.get("samples_per_s")
         if rate:
             self.rates = (self.rates + [float(rate)])[-60:]
