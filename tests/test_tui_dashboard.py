@@ -90,3 +90,41 @@ async def test_escape_and_ctrl_b_leave_the_dashboard_and_the_run_goes_on(tmp_pat
         await pilot.pause()
         assert type(app.screen).__name__ == "RecipesScreen"
     assert run.state().status == "running"  # (leaving never touches the run)
+
+
+async def test_finish_shows_the_verdict_first_and_enter_or_ctrl_d_in_the_mount_box_deploys(tmp_path):
+    """The verdict and the paths sit at the top, above the details; with the focus in the mount box
+    enter deploys, and ctrl+d too (an Input would take it for itself); a second deploy says the card
+    already has the pack."""
+    from textual.widgets import Input, Static
+
+    from onss_tui.device.deploy import APP_DATA
+    from onss_tui.pipeline.demo import make_demo
+    from onss_tui.tui.screens.finish import FinishScreen
+
+    Runner.from_file(make_demo(tmp_path), device="cpu").execute()
+    run = tmp_path / "run"
+    card = tmp_path / "card"
+    (card / APP_DATA).mkdir(parents=True)
+    (card / APP_DATA / "settings.json").write_text('{"old": true}')
+    app = app_for(None)
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(FinishScreen(run))
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        verdict = screen.query_one("#verdict", Static)
+        assert str(verdict.render()).startswith("VALID: 0 errors") and verdict.region.y <= 3
+        assert screen.query_one("#mount").region.bottom <= screen.query_one("#details").region.y
+        screen.query_one("#mount", Input).focus()
+        await pilot.press(*str(card))
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "deployed: 1 pads copied" in str(screen.query_one("#deploy-result", Static).render())
+        assert (card / APP_DATA / "settings.json").read_bytes() == (run / "settings.json").read_bytes()
+        await pilot.press("ctrl+d")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "already has this pack" in str(screen.query_one("#deploy-result", Static).render())
