@@ -86,7 +86,8 @@ def _isolated_dirs(tmp_path_factory, tmp_path, monkeypatch):
     for each test; one weight cache for the session)."""
     monkeypatch.setenv("ONSS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("ONSS_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ONSS_STATE_DIR", str(tmp_path / "state"))  # (the registry of runs)
+    # the registry of runs: beside the test's folder, not in it (tests compare what a folder holds)
+    monkeypatch.setenv("ONSS_STATE_DIR", str(tmp_path_factory.mktemp("state")))
 
 
 @pytest.fixture(scope="session")
