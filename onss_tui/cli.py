@@ -1,15 +1,19 @@
-"""The ``onss`` command line.
+"""The ``onss`` command line (every command: docs/cli.md).
 
     onss model download [--dir DIR] [--from-file TAR]   install the NSynth checkpoint
-    onss model info [--checkpoint PATH]                 what is installed, validated
+    onss model info [--checkpoint PATH] [--json]        what is installed, validated (exit 1: nothing is)
     onss encode FILE... -o DIR [--checkpoint PATH]      stage 1: audio -> <stem>.npy encodings
-    onss validate PADS_DIR [--settings FILE]            check a pack against the device's rules
-    onss recipe check|import|schema                     recipes (YAML)
+    onss validate RUN|PADS_DIR [--settings FILE]        check a pack against the device's rules
+    onss recipe new|check|import|schema                 recipes (YAML)
     onss run RECIPE [--detach] | status | stop | attach  run a recipe, watch it, stop it
     onss demo | deploy RUN --to MOUNT                    a tiny pack with the preview engine; copy to an SD card
     onss bench [--device cuda]                          measure generation speed (used for projections)
+    onss env [--json]                                   python, torch, GPUs, checkpoint, Slurm, MP3 support
+    onss completion bash|zsh|fish                       a shell completion script
     onss [tui] | onss serve [--port 8000]                the wizard, in the terminal or a browser
 
+Conventions: results on stdout, progress and messages on stderr; every read command has --json;
+a closed pipe (``| head``) is never a traceback; ``onss --version``.
 User errors print one message naming the file and the fix and exit with status 2; no traceback.
 """
 
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from onss_tui.recipe import Recipe
 
 EXIT_USER_ERROR = 2
+EXIT_NOT_INSTALLED = 1  # `onss model info`: no checkpoint is installed (a state, not a mistake)
 
 
 class UserError(Exception):
@@ -188,17 +193,21 @@ def cmd_model_info(args: argparse.Namespace) -> int:
 
     path = Path(args.checkpoint).expanduser() if args.checkpoint else None
     info = install.checkpoint_info(path, verify=not args.no_verify)
+    # exit status: 0 installed and sound; 1 nothing installed (a state, as `test -e`); 2 a checkpoint
+    # named with --checkpoint that is not there, or one that is damaged (something to fix)
+    code = (0 if info.installed and info.problem is None else
+            EXIT_NOT_INSTALLED if not info.installed and path is None else EXIT_USER_ERROR)
     if args.json:
         print(json.dumps({
             "prefix": str(info.prefix), "installed": info.installed, "valid": info.valid,
             "problem": info.problem, "warnings": info.warnings, "files": info.files,
             "tensors": info.tensors, "model_parameters": info.model_parameters, "has_ema": info.has_ema,
         }, indent=2))
-        return 0 if info.installed and info.problem is None else EXIT_USER_ERROR
+        return code
     if not info.installed:
         print(f"No NSynth checkpoint at {info.prefix}.")
         print("Install it with:  onss model download      (about 1 GB; or --from-file wavenet-ckpt.tar)")
-        return EXIT_USER_ERROR if path else 0
+        return code
     print(f"checkpoint  {info.prefix}")
     for name, size in info.files.items():
         print(f"  {name:45s} {size:>15,} B")
@@ -269,31 +278,194 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_recipe_check(args: argparse.Namespace) -> int:
-    from onss_tui.recipe import load_recipe
+    from onss_tui.recipe import RecipeError, load_recipe
 
     path = Path(args.file).expanduser()
-    r = load_recipe(path)
+    try:
+        r = load_recipe(path)
+    except RecipeError as exc:
+        if not args.json:
+            raise
+        print(json.dumps({"file": str(path), "valid": False, "problems": exc.problems, "warnings": []}, indent=2))
+        return EXIT_USER_ERROR
     base = path.resolve().parent
+    inputs = r.inputs_dir(base).resolve()  # (recipes/../audio shown as the folder it is)
+    problems, warnings = ([], []) if args.no_inputs else _input_findings(r, inputs)
     counts = [len(c) for c in r.corners.lists()]
     combos = counts[0] * counts[1] * counts[2] * counts[3]
-    print(f"{path}: recipe {r.name!r} is valid")
+    if args.json:
+        print(json.dumps({
+            "file": str(path), "valid": not problems, "name": r.name, "corners": dict(zip(
+                ("top_left", "top_right", "bottom_left", "bottom_right"), r.corners.names(), strict=True)),
+            "pad_files": combos, "pitches": r.pitches, "resolution": r.resolution, "engine": r.engine,
+            "inputs": str(inputs), "inputs_checked": not args.no_inputs, "output": str(r.output_dir(base).resolve()),
+            "problems": problems, "warnings": warnings,
+        }, indent=2))
+        return EXIT_USER_ERROR if problems else 0
+    if problems:
+        shown = "\n".join(f"  {line}" for line in problems)
+        raise UserError(f"{path}: the recipe is valid, but its inputs ({r.inputs!r}, that is {inputs}) cannot "
+                        f"make it ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n{shown}\n"
+                        f"Fix: add or rename the notes in {inputs}, or change 'inputs', 'corners' or 'pitches' "
+                        f"in {path}; then run `onss recipe check {path}` again.")
+    print(f"{path}: recipe {r.name!r} is valid" + ("" if args.no_inputs else ", and its inputs have every note"))
     print(f"  corners   {' / '.join(', '.join(c) for c in r.corners.names())}  ({combos} pad files)")
     print(f"  pitches   {r.pitches}, resolution {r.resolution}, engine {r.engine}")
-    print(f"  inputs    {r.inputs_dir(base)}")
-    print(f"  output    {r.output_dir(base)}")
+    print(f"  inputs    {inputs}" + ("  (not checked: --no-inputs)" if args.no_inputs else ""))
+    print(f"  output    {r.output_dir(base).resolve()}")
+    for w in warnings:
+        print(f"  note      {w}")
     return 0
+
+
+def _input_findings(recipe: Recipe, inputs: Path) -> tuple[list[str], list[str]]:
+    """What the notes folder lacks for this recipe (the prepare stage's rules, no audio read): its
+    problems, each naming the file and the fix (an instrument with no note at all is one line, not
+    one per pitch), and its warnings."""
+    from onss_tui.pipeline.prepare import scan_inputs
+
+    scan = scan_inputs(recipe, inputs)
+    if not inputs.is_dir():
+        return scan.problems, scan.warnings
+    found = {name for name, _ in scan.notes}
+    problems: list[str] = []
+    absent: set[str] = set()
+    for corner, names in zip(("top_left", "top_right", "bottom_left", "bottom_right"), recipe.corners.names(),
+                             strict=True):
+        for name in names:
+            prefixes = tuple(f"{inputs / f'{name}_{p}.wav'}: missing:" for p in recipe.pitches)
+            if name not in found and all(any(line.startswith(pre) for line in scan.problems) for pre in prefixes):
+                absent.add(name)
+                problems.append(f"{inputs}: no notes of {name!r} (corners.{corner}) at all: the recipe needs "
+                                f"{name}_<pitch>.wav for pitches {recipe.pitches}. Add them, or fix the name's "
+                                "spelling (names are case-sensitive).")
+    missing_of_absent = tuple(f"{inputs / f'{n}_{p}.wav'}: missing:" for n in absent for p in recipe.pitches)
+    problems += [line for line in scan.problems if not line.startswith(missing_of_absent)]
+    return problems, scan.warnings
+
+
+def _relative_to(folder: Path, value: str) -> str:
+    """A path given on the command line (relative to the current folder) as a recipe writes it:
+    relative to the recipe's folder (absolute stays absolute)."""
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return str(p)
+    return Path(os.path.relpath(Path.cwd() / p, folder.resolve())).as_posix()
 
 
 def cmd_recipe_import(args: argparse.Namespace) -> int:
     from onss_tui.recipe import import_original_settings, save_recipe
 
-    r = import_original_settings(Path(args.settings).expanduser(), name=args.name, inputs=args.inputs)
+    r = import_original_settings(Path(args.settings).expanduser(), name=args.name)
     out = Path(args.output).expanduser() if args.output else Path("recipes") / f"{r.name}.yaml"
     if out.exists() and not args.force:
         raise UserError(f"{out}: already exists; pass --force to replace it or -o for another file.")
+    folder = out.parent if str(out.parent) else Path(".")
+    r.inputs = _relative_to(folder, args.inputs)
+    r.output = _relative_to(folder, args.run_dir or f"runs/{r.name}")
     save_recipe(r, out)
     print(f"{out}: written. Corners: NW -> top_left, NE -> top_right, SE -> bottom_left, SW -> bottom_right "
           "(where the original really placed them).")
+    print(f"  inputs    {r.inputs}  (= {r.inputs_dir(out.resolve().parent).resolve()})\n"
+          f"  output    {r.output}  (= {r.output_dir(out.resolve().parent).resolve()})\n"
+          f"Check it, notes included: onss recipe check {out}")
+    return 0
+
+
+RECIPE_TEMPLATE = """\
+# The recipe {name!r}: what onss makes and from which notes. Edit it, then check it (the notes too):
+#   onss recipe check {file}
+# Relative paths are relative to this file's folder. All fields: onss recipe schema, recipes/example.yaml.
+name: {name}{pad_name}# letters, digits, '.' and '-': names the run and the pack
+inputs: {inputs}{pad_inputs}# the folder of notes, named <instrument>_<midi pitch>.wav (.aif .flac .mp3 .ogg too)
+corners:                          # the instruments by position on the touch pad; a list per corner
+  top_left: [{tl}]{pad_tl}# a bare name (its files' prefix), or {{name: flute, display: FLUTE, abbr: FL}}
+  top_right: [{tr}]
+  bottom_left: [{bl}]
+  bottom_right: [{br}]
+pitches: {pitches}{pad_pitches}# MIDI notes (60 = middle C); every instrument needs a note at each
+resolution: 9                     # grid points along each side of the pad, 2-33 (the original: 9)
+engine: nsynth                    # {engines}: the WaveNet on a GPU, or a quick CPU stand-in to check a layout
+checkpoint: null                  # the NSynth checkpoint; null: the installed one (onss model download)
+generation:                       # how the sounds are generated (every auto is decided by the run's plan)
+  precision: auto                 # {precisions}: auto measures the fastest that keeps fidelity
+  kernels: auto                   # {kernels}: PyTorch ops or fused Triton kernels (auto times both)
+  batch_size: auto                # voices at once on each GPU (auto: measured)
+  gpus: all                       # all, a count, or a list of GPU indices, e.g. [0, 1]
+  seed: 0                         # the same seed and notes make the same pads
+  sample_length: 64000            # samples a sound at 16 kHz (4 s), a multiple of 512
+clean:                            # after generation, once per sound
+  mode: mp3                       # {clean}: the original's MP3 colour, a low-pass, or as generated
+  normalize_dbfs: -12             # peak level of every sound
+device:                           # written to the device's settings.json
+  data_directory: /home/pi/{name}{pad_dir}# where the pads go on the device's card
+  looping: true
+  loop_start: 0.2                 # the loop, as fractions of the row (not seconds)
+  loop_end: 0.41
+  midi_channel: 1
+  osc_port: 8000
+output: {output}{pad_output}# the run folder: every stage, the logs, pads/ and settings.json
+# slurm: {{partition: gpu, time: "12:00:00", max_tasks: 4}}   # for onss run FILE --slurm (docs/slurm.md)
+"""
+
+
+def _pad(text: str, column: int = 34) -> str:
+    return " " * max(1, column - len(text))
+
+
+def _discover_corners(inputs: Path) -> tuple[list[str], list[int]] | None:
+    """Four instruments found in a notes folder and the pitches all four have, or None."""
+    from onss_tui.audio.io import AUDIO_SUFFIXES
+    from onss_tui.pipeline.prepare import FILE_RE
+
+    if not inputs.is_dir():
+        return None
+    notes: dict[str, set[int]] = {}
+    for f in sorted(inputs.iterdir()):
+        m = FILE_RE.match(f.stem)
+        if m and f.suffix.lower() in AUDIO_SUFFIXES and not f.name.startswith("."):
+            notes.setdefault(m["name"], set()).add(int(m["pitch"]))
+    names = sorted(notes)[:4]
+    if len(names) < 4:
+        return None
+    common = sorted(set.intersection(*(notes[n] for n in names)))
+    return (names, common) if common else None
+
+
+def cmd_recipe_new(args: argparse.Namespace) -> int:
+    from onss_tui.recipe import NAME_RE, RecipeError, parse_recipe
+    from onss_tui.vocab import CLEAN_MODES, ENGINES, PRECISIONS, RECIPE_KERNELS
+
+    if not NAME_RE.match(args.name):
+        raise UserError(f"onss recipe new {args.name!r}: a recipe name is letters, digits, '.' and '-' "
+                        "(it names the run and the pack), e.g. onss recipe new birds-2")
+    out = Path(args.output).expanduser() if args.output else Path("recipes") / f"{args.name}.yaml"
+    if out.exists() and not args.force:
+        raise UserError(f"{out}: already exists; pass --force to replace it or -o for another file.")
+    folder = out.parent if str(out.parent) else Path(".")
+    inputs = _relative_to(folder, args.inputs)
+    output = _relative_to(folder, f"runs/{args.name}")
+    found = _discover_corners(Path(args.inputs).expanduser())
+    names, pitches = found if found else (["flute", "bass", "marimba", "organ"], [36, 48, 60, 72])
+    pitch_text = f"[{', '.join(map(str, pitches))}]"
+    text = RECIPE_TEMPLATE.format(
+        name=args.name, file=out, inputs=inputs, output=output, tl=names[0], tr=names[1], bl=names[2], br=names[3],
+        pitches=pitch_text, engines=" | ".join(ENGINES), precisions=" | ".join(("auto", *PRECISIONS)),
+        kernels=" | ".join(RECIPE_KERNELS), clean=" | ".join(CLEAN_MODES),
+        pad_name=_pad(f"name: {args.name}"), pad_inputs=_pad(f"inputs: {inputs}"),
+        pad_tl=_pad(f"  top_left: [{names[0]}]"), pad_pitches=_pad(f"pitches: {pitch_text}"),
+        pad_dir=_pad(f"  data_directory: /home/pi/{args.name}"), pad_output=_pad(f"output: {output}"))
+    try:
+        parse_recipe(text, str(out))
+    except RecipeError as exc:  # a bad name: said before anything is written
+        raise UserError(f"onss recipe new {args.name}: {exc.problems[0].split(': ', 1)[-1]}") from None
+    from onss_tui.atomic import atomic_write_text
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, text)
+    where = (f"the instruments and pitches found in {args.inputs}" if found else
+             f"example instruments: put their notes in {args.inputs} or change the corners")
+    print(f"{out}: written, with {where}.\nEdit it, then check it, notes included: onss recipe check {out}")
     return 0
 
 
@@ -308,26 +480,53 @@ def cmd_recipe_schema(args: argparse.Namespace) -> int:
 # onss run / status / stop / demo / deploy
 
 
-class EventPrinter:
-    """Shows run events: Rich progress on a terminal, plain lines otherwise, or JSON lines."""
+def event_line(e: dict) -> str | None:
+    """The line a run event prints, the same on a terminal and on a pipe (progress aside): every
+    stage line names its stage, ``[prepare] started``."""
+    kind, stream = e["event"], e["stream"]
+    if kind == "stage_start":
+        return f"[{e['stage']}] started"
+    if kind == "stage_done":
+        extra = ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("t", "stream", "event", "stage"))
+        return f"[{e['stage']}] done ({extra})"
+    if kind == "stage_skip":
+        return f"[{e['stage']}] already done"
+    if kind == "stage_redo":
+        return f"[{e['stage']}] again: {e['reason']}"
+    if kind == "stage_failed":
+        return f"[{e['stage']}] FAILED"
+    if kind == "warning":
+        return f"[{stream}] warning: {e['message']}"
+    return None
 
-    def __init__(self, json_lines: bool = False, stream=None):
+
+class EventPrinter:
+    """Shows run events: Rich progress on a terminal, plain lines otherwise, or JSON lines.
+
+    Progress (stage lines, bars, warnings) goes to ``stream``, stderr by default; results (where the
+    pads and settings are, ``result()``) to ``out``, stdout by default, or ``stream`` when only a
+    stream is given. ``--json`` event lines are the command's output: stdout."""
+
+    def __init__(self, json_lines: bool = False, stream=None, out=None):
         self.json = json_lines
-        self.stream = stream or sys.stdout
+        self.out = out or stream or sys.stdout
+        self.stream = stream or (sys.stdout if json_lines else sys.stderr)
         self.tty = self.stream.isatty() and not json_lines
         self.stopped = False  # the output failed (a closed pipe, a gone terminal): print nothing more
+        self.out_stopped = False  # the same for the results' stream
         self._last: dict[str, float] = {}
         self._progress = None
         self._tasks: dict[str, int] = {}
+        self._pending: list[str] = []  # results that wait for the live progress display to end
 
     def __enter__(self) -> EventPrinter:
         if self.tty:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                                      console=Console(file=self.stream))
+            self._progress = Progress(TextColumn("{task.description:<22}", markup=False), BarColumn(),
+                                      MofNCompleteColumn(), TextColumn("{task.fields[info]}", markup=False),
+                                      TimeRemainingColumn(), console=Console(file=self.stream))
             self._progress.__enter__()
         return self
 
@@ -338,11 +537,16 @@ class EventPrinter:
                 progress.__exit__(*exc)
             except OSError:
                 self._stop()
+        pending, self._pending = self._pending, []
+        for text in pending:
+            self.result(text)
 
     def _stop(self) -> None:
         """Output failed: the job goes on; what would have been printed is dropped."""
         self.stopped = True
         _drop_output(self.stream)
+        if self.out is self.stream:
+            self.out_stopped = True
         progress, self._progress = self._progress, None
         if progress is not None:
             try:
@@ -361,8 +565,24 @@ class EventPrinter:
         except OSError:  # BrokenPipeError (| head) and the like never stop the run
             self._stop()
 
+    def result(self, text: str) -> None:
+        """A result line (stdout): after the live progress display, never inside it."""
+        if self.out is self.stream:
+            self._line(text)
+            return
+        if self._progress is not None:
+            self._pending.append(text)
+            return
+        if self.out_stopped:
+            return
+        try:
+            print(text, file=self.out, flush=True)
+        except OSError:  # `onss run R | head -1`: the run goes on, its results are dropped
+            self.out_stopped = True
+            _drop_output(self.out)
+
     def __call__(self, e: dict) -> None:
-        if self.stopped:
+        if self.stopped and (self.json or e["event"] != "run_done"):
             return
         if self.json:
             try:
@@ -371,21 +591,11 @@ class EventPrinter:
                 self._stop()
             return
         kind, stream = e["event"], e["stream"]
-        if kind == "stage_start":
-            self._line(f"[{e['stage']}] started")
-        elif kind == "stage_done":
-            extra = ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("t", "stream", "event", "stage"))
-            self._line(f"[{e['stage']}] done ({extra})")
-        elif kind == "stage_skip":
-            self._line(f"[{e['stage']}] already done")
-        elif kind == "stage_redo":
-            self._line(f"[{e['stage']}] again: {e['reason']}")
-        elif kind == "stage_failed":
-            self._line(f"[{e['stage']}] FAILED")
-        elif kind == "warning":
-            self._line(f"[{stream}] warning: {e['message']}")
+        line = event_line(e)
+        if line is not None:
+            self._line(line)
         elif kind == "run_done":
-            self._line(f"pads:     {e['pads']}\nsettings: {e['settings']}")
+            self.result(f"pads:     {e['pads']}\nsettings: {e['settings']}")
         elif kind == "progress":
             if "batch" in e:
                 label, done, total = f"{stream} batch {e['batch']}/{e['batches']}", e["sample"], e["samples"]
@@ -419,7 +629,7 @@ def _run_recipe(recipe_path: Path, json_lines: bool, device: str | None) -> int:
         plan = runner.run.plan()
         preview = (" (PREVIEW engine: not NSynth; for checking layout and corners)"
                    if engine_for(plan, "cpu").preview_note else "")
-        printer._line(f"Done{preview}: {run_dir}\nCheck it on the device: onss deploy {run_dir} --to /media/SDCARD")
+        printer.result(f"Done{preview}: {run_dir}\nCheck it on the device: onss deploy {run_dir} --to /media/SDCARD")
     return 0
 
 
@@ -498,7 +708,7 @@ def _slurm_run(path: Path, recipe: Recipe, args: argparse.Namespace) -> int:
         outcome = follow(run_dir, printer)
     if outcome == "done":
         if not args.json:
-            printer._line(f"Done: {run_dir}\nCheck it on the device: onss deploy {run_dir} --to /media/SDCARD")
+            printer.result(f"Done: {run_dir}\nCheck it on the device: onss deploy {run_dir} --to /media/SDCARD")
         return 0
     state = runner.run.state()
     errors = [f"{s}: {st.error}" for s, st in state.stages.items() if st.error]
@@ -643,12 +853,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from onss_tui.tui.app import create_app
-
+    try:
+        run_dir: Path | None = _run_dir_arg(args.run)
+    except UserError:
+        run_dir = None  # (said below: the terminal first, so that a pipe learns what to use instead)
+    _need_terminal("attach", f"or watch it with `onss status {run_dir or args.run or 'RUN'}` "
+                             "(add --json for scripts)")
     run_dir = _run_dir_arg(args.run)
     if not (run_dir / "state.json").is_file():
         raise UserError(f"{run_dir}: not a run folder (no state.json).")
-    _need_terminal("attach", f"or watch it with `onss status {run_dir}`")
+    from onss_tui.tui.app import create_app
+
     create_app(run_dir=run_dir).run()
     return 0
 
@@ -695,7 +910,10 @@ def _app_kwargs(args: argparse.Namespace) -> dict:
     return {"workdir": Path(args.workdir).expanduser().resolve()} if getattr(args, "workdir", None) else {}
 
 
-def _need_terminal(command: str, instead: str = "or use `onss run RECIPE`") -> None:
+NO_TERMINAL_INSTEAD = "or use the commands: `onss run RECIPE` to run, `onss status RUN` to watch"
+
+
+def _need_terminal(command: str, instead: str = NO_TERMINAL_INSTEAD) -> None:
     """The wizard on a pipe or /dev/null would wait forever for keys: refuse, saying what to do."""
     if os.environ.get("TEXTUAL_DRIVER"):  # onss serve runs it with the browser as its terminal
         return
@@ -705,9 +923,9 @@ def _need_terminal(command: str, instead: str = "or use `onss run RECIPE`") -> N
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
+    _need_terminal("tui")
     from onss_tui.tui.app import create_app
 
-    _need_terminal("tui")
     create_app(**_app_kwargs(args)).run()
     return 0
 
@@ -803,29 +1021,298 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 # onss validate
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    from onss_tui.device.settings import validate_pack
-
-    pads = Path(args.pads_dir).expanduser()
-    settings = Path(args.settings).expanduser() if args.settings else pads / "settings.json"
-    if not settings.is_file() and not args.settings and (pads.parent / "settings.json").is_file():
-        settings = pads.parent / "settings.json"  # a run folder: <run>/pads and <run>/settings.json
+def _validate_target(args: argparse.Namespace) -> tuple[Path, Path, int | None, list[int] | None]:
+    """(settings.json, pads folder, resolution, pitches) for `onss validate`: a run folder (its
+    pads/, settings.json, and the resolution and pitches of the recipe it ran), a run's pads/, or
+    any folder of pad files with a settings.json beside or above it."""
     pitches = None
     if args.pitches:
         try:
             pitches = [int(p) for p in args.pitches.split(",")]
         except ValueError:
             raise UserError(f"--pitches {args.pitches!r}: give MIDI notes separated by commas, e.g. 24,28,32") from None
-    findings = validate_pack(settings, pads, resolution=args.resolution, pitches=pitches, content=not args.no_content)
+    resolution = args.resolution
+    target = Path(args.pads_dir).expanduser()
+    if target.is_file() and target.suffix in (".yaml", ".yml"):
+        target = _run_dir_arg(str(target))  # a recipe: its run folder
+    run = target if (target / "pads").is_dir() and not list(target.glob("*.bin")) else None
+    if run is None and target.name == "pads" and (target.parent / "state.json").is_file():
+        run = target.parent
+    pads = run / "pads" if run is not None else target
+    if args.settings:
+        settings = Path(args.settings).expanduser()
+    elif run is not None:
+        settings = run / "settings.json"
+    else:
+        settings = pads / "settings.json"
+        if not settings.is_file() and (pads.parent / "settings.json").is_file():
+            settings = pads.parent / "settings.json"  # <run>/pads and <run>/settings.json
+    if run is not None and (run / "recipe.yaml").is_file() and (resolution is None or pitches is None):
+        from onss_tui.recipe import RecipeError, load_recipe
+
+        try:  # the layout the run made, so that the rows are checked against it
+            recipe = load_recipe(run / "recipe.yaml")
+        except RecipeError:
+            pass  # (a damaged copy: the pack is still checked against its settings.json)
+        else:
+            resolution = recipe.resolution if resolution is None else resolution
+            pitches = list(recipe.pitches) if pitches is None else pitches
+    return settings, pads, resolution, pitches
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from onss_tui.device.settings import validate_pack
+
+    settings, pads, resolution, pitches = _validate_target(args)
+    findings = validate_pack(settings, pads, resolution=resolution, pitches=pitches, content=not args.no_content)
     errors = [f for f in findings if f.level == "error"]
     if args.json:
-        print(json.dumps([f.__dict__ for f in findings], indent=2))
+        print(json.dumps({"verdict": "invalid" if errors else "valid", "settings": str(settings), "pads": str(pads),
+                          "resolution": resolution, "pitches": pitches, "errors": len(errors),
+                          "warnings": len(findings) - len(errors), "findings": [f.__dict__ for f in findings]},
+                         indent=2))
     else:
         for f in findings:
             print(f)
         verdict = "INVALID: the device would crash, stay silent or mis-play" if errors else "valid"
         print(f"{verdict} ({len(errors)} errors, {len(findings) - len(errors)} warnings): {settings} + {pads}")
     return 1 if errors else 0
+
+
+# --------------------------------------------------------------------------------------------
+# onss env
+
+
+def environment() -> dict:
+    """What the wizard's environment screen shows, and what a run needs: python, torch and CUDA, the
+    GPUs (NVML), the checkpoint, Slurm's sbatch, MP3 support (libsndfile) and ffmpeg. Never raises."""
+    import platform
+    import shutil
+
+    from onss_tui import __version__
+    from onss_tui.gpu import probe
+    from onss_tui.model.install import checkpoint_info
+
+    env: dict = {"onss": __version__, "python": {"version": platform.python_version(), "executable": sys.executable}}
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        env["torch"] = {"version": torch.__version__, "cuda": torch.version.cuda, "cuda_available": cuda,
+                        "cuda_devices": torch.cuda.device_count() if cuda else 0}
+    except Exception as exc:  # noqa: BLE001 (not installed, or a broken install: said, not raised)
+        env["torch"] = {"version": None, "problem": f"{type(exc).__name__}: {exc}"}
+    gpus = probe()
+    env["gpus"] = {"driver": gpus.driver, "cuda_driver": gpus.cuda_driver, "problem": gpus.problem,
+                   "summary": gpus.summary(), "devices": [g.__dict__ for g in gpus.gpus]}
+    try:
+        info = checkpoint_info(verify=False)
+        env["checkpoint"] = {"prefix": str(info.prefix), "installed": info.installed, "problem": info.problem}
+    except Exception as exc:  # noqa: BLE001
+        env["checkpoint"] = {"prefix": None, "installed": False, "problem": str(exc)}
+    sbatch = shutil.which("sbatch")
+    env["slurm"] = {"sbatch": sbatch, "available": sbatch is not None}
+    try:
+        import soundfile as sf
+
+        mp3 = "MP3" in sf.available_formats()
+        env["audio"] = {"libsndfile": sf.__libsndfile_version__, "mp3": mp3}
+    except Exception as exc:  # noqa: BLE001 (libsndfile missing: no audio at all)
+        env["audio"] = {"libsndfile": None, "mp3": False, "problem": str(exc)}
+    env["audio"]["ffmpeg"] = shutil.which("ffmpeg")
+    return env
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    env = environment()
+    if args.json:
+        print(json.dumps(env, indent=2))
+        return 0
+    py, t, g, ck, sl, au = env["python"], env["torch"], env["gpus"], env["checkpoint"], env["slurm"], env["audio"]
+    print(f"onss        {env['onss']}")
+    print(f"python      {py['version']}  ({py['executable']})")
+    if t.get("version") is None:
+        print(f"torch       not usable: {t.get('problem')}")
+    else:
+        cuda = (f"CUDA {t['cuda']}, {t['cuda_devices']} device(s)" if t["cuda_available"] else
+                f"no CUDA ({'CUDA ' + t['cuda'] + ' build, no usable GPU' if t['cuda'] else 'a CPU build'})")
+        print(f"torch       {t['version']}: {cuda}")
+    print(f"GPUs        {g['summary']}" + (f"; CUDA driver {g['cuda_driver']}" if g["cuda_driver"] else ""))
+    for d in g["devices"]:
+        print(f"  {d['index']}  {d['name']}  {d['memory_used'] / 2**30:.1f}/{d['memory_total'] / 2**30:.0f} GiB, "
+              f"{d['utilization']}% load, {d['temperature']}°C, {d['power']:.0f} W")
+    if ck["installed"]:
+        print(f"checkpoint  {ck['prefix']}" + (f"  ({ck['problem']}; check it: onss model info)" if ck["problem"]
+                                               else "  (onss model info verifies it)"))
+    else:
+        print(f"checkpoint  not installed (at {ck['prefix']}): onss model download")
+    print(f"slurm       sbatch at {sl['sbatch']}: onss run RECIPE --slurm can submit" if sl["available"] else
+          "slurm       no sbatch on PATH: runs are local (onss run RECIPE --slurm needs Slurm)")
+    if au["libsndfile"] is None:
+        print(f"audio       libsndfile not usable: {au.get('problem')}")
+    else:
+        print(f"audio       libsndfile {au['libsndfile']}: " +
+              ("MP3 supported (clean: mp3 works)" if au["mp3"] else
+               "NO MP3 support: a recipe's clean: {mode: mp3} fails; use libsndfile 1.1 or later, or "
+               "clean: {mode: lowpass}"))
+    print(f"ffmpeg      {au['ffmpeg']}" if au["ffmpeg"] else
+          "ffmpeg      not on PATH (only needed to convert notes onss does not read, e.g. .m4a)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# onss completion
+
+
+def _completion_tree(parser: argparse.ArgumentParser) -> dict[str, dict]:
+    """Each command path ("", "model", "model info", ...) -> its subcommands (name: help), options
+    (flag: help), the choices of its options (flag: values) and of its positional arguments."""
+    tree: dict[str, dict] = {}
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        node: dict = {"commands": {}, "options": {}, "values": {}, "choices": []}
+        tree[path] = node
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {a.dest: a.help or "" for a in action._choices_actions}
+                for name, child in action.choices.items():
+                    node["commands"][name] = helps.get(name, "")
+                    walk(child, f"{path} {name}".strip())
+            elif action.option_strings:
+                if action.help != argparse.SUPPRESS:
+                    for flag in action.option_strings:
+                        node["options"][flag] = action.help or ""
+                        if action.choices:
+                            node["values"][flag] = [str(c) for c in action.choices]
+            elif action.choices:
+                node["choices"] += [str(c) for c in action.choices]
+
+    walk(parser, "")
+    return tree
+
+
+def _sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def completion_script(shell: str, parser: argparse.ArgumentParser | None = None) -> str:
+    tree = _completion_tree(parser or build_parser())
+    if shell == "bash":
+        cases: list[str] = []
+        values_cases: list[str] = []
+        for path, node in tree.items():
+            words = " ".join([*node["commands"], *node["choices"]])
+            opts = " ".join(node["options"])
+            cases.append(f"        {_sh_quote(path)}) words={_sh_quote(words)}; opts={_sh_quote(opts)} ;;")
+            for flag, values in node["values"].items():
+                values_cases.append(f"        {_sh_quote(f'{path}|{flag}')}) values={_sh_quote(' '.join(values))} ;;")
+        paths = " ".join(_sh_quote(f"|{p}|") for p in tree)
+        return f"""# bash completion for onss (generated by: onss completion bash)
+# Load it now: source <(onss completion bash); for every new shell:
+#   onss completion bash > ~/.local/share/bash-completion/completions/onss
+_onss() {{
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="${{COMP_WORDS[COMP_CWORD-1]}}" path="" w i words opts values=""
+    local paths=({paths})
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w="${{COMP_WORDS[i]}}"
+        [[ "$w" == -* ]] && continue
+        local next="${{path:+$path }}$w"
+        [[ " ${{paths[*]}} " == *" |$next| "* ]] && path="$next"
+    done
+    case "$path" in
+{chr(10).join(cases)}
+        *) words=""; opts="" ;;
+    esac
+    case "$path|$prev" in
+{chr(10).join(values_cases)}
+    esac
+    if [[ -n "$values" ]]; then
+        COMPREPLY=($(compgen -W "$values" -- "$cur"))
+    elif [[ "$cur" == -* ]]; then
+        COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+    else
+        COMPREPLY=($(compgen -W "$words" -- "$cur"))
+    fi
+}}
+complete -o default -o bashdefault -F _onss onss
+"""
+    if shell == "zsh":
+        cases = []
+        values_cases = []
+        for path, node in tree.items():
+            cmds = " ".join(_sh_quote(f"{n}:{h.replace(':', ' ')}") for n, h in node["commands"].items())
+            choices = " ".join(_sh_quote(c) for c in node["choices"])
+            opts = " ".join(_sh_quote(o) for o in node["options"])
+            cases.append(f"    ({_sh_quote(path)}) cmds=({cmds}); choices=({choices}); opts=({opts}) ;;")
+            for flag, values in node["values"].items():
+                quoted = " ".join(map(_sh_quote, values))
+                values_cases.append(f"    ({_sh_quote(f'{path}|{flag}')}) values=({quoted}) ;;")
+        paths = " ".join(_sh_quote(p) for p in tree)
+        return f"""#compdef onss
+# zsh completion for onss (generated by: onss completion zsh)
+# Load it now: source <(onss completion zsh); for every shell: onss completion zsh > "${{fpath[1]}}/_onss"
+_onss() {{
+    local -a paths cmds choices opts values
+    local path_="" w i next
+    paths=({paths})
+    for ((i = 2; i < CURRENT; i++)); do
+        w=${{words[i]}}
+        [[ $w == -* ]] && continue
+        next="${{path_:+$path_ }}$w"
+        (( ${{paths[(Ie)$next]}} )) && path_=$next
+    done
+    case $path_ in
+{chr(10).join(cases)}
+    esac
+    case "$path_|${{words[CURRENT-1]}}" in
+{chr(10).join(values_cases)}
+    esac
+    if (( ${{#values}} )); then
+        compadd -- $values
+    elif [[ ${{words[CURRENT]}} == -* ]]; then
+        compadd -- $opts
+    elif (( ${{#cmds}} )); then
+        _describe -t commands 'onss command' cmds
+    elif (( ${{#choices}} )); then
+        compadd -- $choices
+    else
+        _files
+    fi
+}}
+if (( $+functions[compdef] )); then compdef _onss onss; fi
+"""
+    if shell == "fish":
+        lines = ["# fish completion for onss (generated by: onss completion fish)",
+                 "# Load it now: onss completion fish | source; for every shell: "
+                 "onss completion fish > ~/.config/fish/completions/onss.fish",
+                 "complete -c onss -f"]
+        for path, node in tree.items():
+            parts = path.split()
+            if not parts:
+                cond = "__fish_use_subcommand"
+            else:
+                siblings = " ".join(tree[path]["commands"])
+                cond = "; and ".join(f"__fish_seen_subcommand_from {w}" for w in parts)
+                if siblings:
+                    cond += f"; and not __fish_seen_subcommand_from {siblings}"
+            for name, text in node["commands"].items():
+                lines.append(f"complete -c onss -n {_sh_quote(cond)} -a {name} -d {_sh_quote(text)}")
+            for c in node["choices"]:
+                lines.append(f"complete -c onss -n {_sh_quote(cond)} -a {_sh_quote(c)}")
+            for flag, text in node["options"].items():
+                spec = f"-l {flag[2:]}" if flag.startswith("--") else f"-s {flag[1:]}"
+                if flag in node["values"]:
+                    spec += f" -xa {_sh_quote(' '.join(node['values'][flag]))}"
+                lines.append(f"complete -c onss -n {_sh_quote(cond)} {spec} -d {_sh_quote(text)}")
+            if parts and not node["commands"] and not node["choices"]:
+                lines.append(f"complete -c onss -n {_sh_quote(cond)} -F")  # files for its arguments
+        return "\n".join(lines) + "\n"
+    raise UserError(f"onss completion {shell}: give bash, zsh or fish")
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    print(completion_script(args.shell), end="")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -841,29 +1328,61 @@ def _device_default() -> str:
         return "cpu"
 
 
+def _command(sub, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
+    """A subcommand with its one-line help (in the list), a description and examples (in its --help)."""
+    import textwrap
+
+    lines = "\n".join(f"  {line}" for line in example.strip("\n").splitlines())
+    return sub.add_parser(name, help=help, description=textwrap.fill(description, 88),
+                          epilog=f"example{'s' if example.count(chr(10)) else ''}:\n{lines}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from onss_tui import __version__
     from onss_tui.model.install import CHECKPOINT_URL
     from onss_tui.vocab import KERNELS, PRECISIONS
 
-    parser = argparse.ArgumentParser(prog="onss", description="Open NSynth Super studio")
+    parser = argparse.ArgumentParser(
+        prog="onss", description="Open NSynth Super studio: from instrument notes to a device sound pack.\n"
+        "`onss` alone opens the wizard on a terminal; the commands below do each step from a shell.",
+        epilog="examples:\n  onss demo                      a tiny pack in seconds, no GPU\n"
+               "  onss recipe new birds          a commented recipe to edit\n"
+               "  onss run recipes/birds.yaml    make the pack\n"
+               "  onss COMMAND --help            a command's options and examples\n\n"
+               "Results go to stdout, progress and messages to stderr. A mistake to fix exits 2 with one\n"
+               "message naming the file and the fix. Every command: docs/cli.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"onss {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    model = sub.add_parser("model", help="install and inspect the NSynth checkpoint")
+    model = _command(sub, "model", "install and inspect the NSynth checkpoint",
+                     "Install the NSynth WaveNet checkpoint (wavenet-ckpt, about 1 GB) and show what is installed.",
+                     "onss model download\nonss model info --json")
     msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
-    dl = msub.add_parser("download", help="download, check and install wavenet-ckpt")
+    dl = _command(msub, "download", "download, check and install wavenet-ckpt",
+                  "Download the checkpoint (resumable: run it again if it is cut off), check every file's size and "
+                  "the model tensors' CRCs, and install it in the user data folder (or --dir).",
+                  "onss model download\nonss model download --from-file ~/wavenet-ckpt.tar")
     dl.add_argument("--dir", help="models folder (default: the user data folder)")
     dl.add_argument("--from-file", metavar="TAR", help="install from a wavenet-ckpt.tar you already have")
     dl.add_argument("--url", default=CHECKPOINT_URL, help=argparse.SUPPRESS)
     dl.add_argument("--force", action="store_true", help="install again even if present")
     dl.add_argument("--keep-tar", action="store_true", help="keep the downloaded tar")
     dl.set_defaults(func=cmd_model_download)
-    info = msub.add_parser("info", help="what is installed, validated")
+    info = _command(msub, "info", "what is installed, validated",
+                    "Show the installed checkpoint (or --checkpoint) and verify its model tensors. Exit status: 0 "
+                    "installed and sound, 1 nothing installed, 2 a damaged checkpoint or a --checkpoint that "
+                    "is not there.", "onss model info\nonss model info --json | jq .installed")
     info.add_argument("--checkpoint", help="a checkpoint prefix, .index/.data file or folder (default: installed)")
     info.add_argument("--no-verify", action="store_true", help="skip the CRC check of the model tensors")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_model_info)
 
-    enc = sub.add_parser("encode", help="audio files -> NSynth encodings (<stem>.npy, float32 [frames, 16])")
+    enc = _command(sub, "encode", "audio files -> NSynth encodings (<stem>.npy, float32 [frames, 16])",
+                   "Encode audio files with the NSynth encoder: one <stem>.npy (float32, [frames, 16]) each in the "
+                   "output folder. Any format soundfile reads; resampled to 16 kHz mono and padded or trimmed.",
+                   "onss encode notes/*.wav -o encodings/")
     enc.add_argument("files", nargs="+", help="audio files in any format soundfile reads")
     enc.add_argument("-o", "--output", required=True, help="output folder")
     enc.add_argument("--checkpoint", help="checkpoint prefix, file or folder (default: installed)")
@@ -874,22 +1393,58 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--batch-size", type=_positive_int, default=8)
     enc.set_defaults(func=cmd_encode)
 
-    rec = sub.add_parser("recipe", help="check, import and describe recipes")
+    rec = _command(sub, "recipe", "write, check, import and describe recipes",
+                   "Recipes are YAML files saying what to make: the notes folder, the instruments at each corner, "
+                   "the pitches, the grid, the engine and the run folder.",
+                   "onss recipe new birds\nonss recipe check recipes/birds.yaml")
     rsub = rec.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
-    chk = rsub.add_parser("check", help="validate a recipe; every problem with file:line:col")
+    new = _command(rsub, "new", "write a commented example recipe to edit",
+                   "Write a recipe with a comment on every field. Its instruments and pitches come from the notes "
+                   "folder when it has four instruments, else they are examples to replace. Paths in it are "
+                   "relative to the recipe file.",
+                   "onss recipe new birds                        # recipes/birds.yaml, notes in ./audio\n"
+                   "onss recipe new birds --inputs samples -o birds.yaml")
+    new.add_argument("name", help="the recipe's name (letters, digits, '.' and '-')")
+    new.add_argument("-o", "--output", help="recipe file to write (default: recipes/<name>.yaml)")
+    new.add_argument("--inputs", default="audio", help="the notes folder, from the current folder (default: audio)")
+    new.add_argument("--force", action="store_true", help="replace an existing recipe file")
+    new.set_defaults(func=cmd_recipe_new)
+    chk = _command(rsub, "check", "validate a recipe and its notes; every problem with file:line:col",
+                   "Check a recipe: every problem in the file at once as file:line:col: field: message, then its "
+                   "notes folder: every instrument of the corners at every pitch (no audio is read; the run "
+                   "reads and checks each note). Exit status 2 when anything is wrong.",
+                   "onss recipe check recipes/birds.yaml\nonss recipe check recipes/birds.yaml --json")
     chk.add_argument("file")
+    chk.add_argument("--no-inputs", action="store_true", help="check the recipe file only, not its notes folder")
+    chk.add_argument("--json", action="store_true", help="machine-readable output (also for a bad recipe)")
     chk.set_defaults(func=cmd_recipe_check)
-    imp = rsub.add_parser("import", help="convert the original pipeline's audio/settings.json")
+    imp = _command(rsub, "import", "convert the original pipeline's audio/settings.json",
+                   "Convert the original Open NSynth Super pipeline's settings.json into a recipe. Its NW, NE, SE "
+                   "and SW lists become top_left, top_right, bottom_left and bottom_right, where the original "
+                   "really placed them. --inputs and --run-dir are given from the current folder and written "
+                   "relative to the recipe.",
+                   "onss recipe import audio/settings.json --inputs audio/audio_input\n"
+                   "onss recipe import old/settings.json -o recipes/old.yaml --name old")
     imp.add_argument("settings")
     imp.add_argument("-o", "--output", help="recipe file to write (default: recipes/<name>.yaml)")
     imp.add_argument("--name", help="recipe name (default: from the folder)")
-    imp.add_argument("--inputs", default="audio", help="the folder of input notes, relative to the recipe")
+    imp.add_argument("--inputs", default="audio", help="the folder of input notes, from the current folder "
+                                                       "(default: audio)")
+    imp.add_argument("--run-dir", help="the run folder, from the current folder (default: runs/<name>)")
     imp.add_argument("--force", action="store_true", help="replace an existing recipe file")
     imp.set_defaults(func=cmd_recipe_import)
-    sch = rsub.add_parser("schema", help="print the recipe JSON Schema (for editors)")
+    sch = _command(rsub, "schema", "print the recipe JSON Schema (for editors)",
+                   "Print the JSON Schema of recipes, for editors with yaml-language-server "
+                   "(# yaml-language-server: $schema=recipe.schema.json).",
+                   "onss recipe schema > recipes/recipe.schema.json")
     sch.set_defaults(func=cmd_recipe_schema)
 
-    run = sub.add_parser("run", help="run a recipe (resumes where it stopped)")
+    run = _command(sub, "run", "run a recipe (resumes where it stopped)",
+                   "Run every stage of a recipe into its run folder; run it again to resume where it stopped. "
+                   "Progress goes to stderr (bars on a terminal, lines otherwise); the results (where the pads "
+                   "and settings are) to stdout. --json prints every event as a JSON line on stdout.",
+                   "onss run recipes/birds.yaml\nonss run recipes/birds.yaml --dry-run\n"
+                   "onss run recipes/birds.yaml --detach\nonss run recipes/birds.yaml --slurm --wait")
     run.add_argument("recipe")
     run.add_argument("--detach", action="store_true", help="run in the background; survives the SSH session")
     run.add_argument("--json", action="store_true", help="progress as JSON event lines (with --dry-run: the report)")
@@ -903,29 +1458,45 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wait", action="store_true",
                      help="with --slurm: follow the jobs until the run is done or failed, printing progress")
     run.set_defaults(func=cmd_run)
-    st = sub.add_parser("status", help="the stages and progress of a run")
+    st = _command(sub, "status", "the stages and progress of a run",
+                  "Show a run's stages, whether a process (or Slurm job) works on it, and each worker's batch and "
+                  "speed. Reads the run folder only: safe while the run goes on.",
+                  "onss status runs/birds\nonss status recipes/birds.yaml --json")
     st.add_argument("run", nargs="?", help="run folder or recipe (default: the newest under ./runs)")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(func=cmd_status)
-    sp = sub.add_parser("stop", help="stop a running run (it resumes when run again)")
+    sp = _command(sub, "stop", "stop a running run (it resumes when run again)",
+                  "Stop the process (or cancel the Slurm jobs) working on a run. Finished work is kept; run the "
+                  "recipe again to resume.", "onss stop runs/birds")
     sp.add_argument("run", nargs="?", help="run folder or recipe")
     sp.add_argument("--group", action="store_true", help="also stop its worker processes")
     sp.set_defaults(func=cmd_stop)
-    dm = sub.add_parser("demo", help="synthetic instruments -> a validated pack with the preview engine")
+    dm = _command(sub, "demo", "synthetic instruments -> a validated pack with the preview engine",
+                  "Write four synthetic instruments and their recipe, run every stage with the preview engine "
+                  "(CPU, seconds) and validate the pack: a check that everything works, no GPU or checkpoint "
+                  "needed.", "onss demo\nonss demo --out /tmp/demo && onss validate /tmp/demo/run")
     dm.add_argument("--out", default="onss-demo", help="folder for the demo (default ./onss-demo)")
-    dm.add_argument("--json", action="store_true")
+    dm.add_argument("--json", action="store_true", help="progress as JSON event lines")
     dm.set_defaults(func=cmd_demo)
-    at = sub.add_parser("attach", help="the live dashboard of a run (leaving it never stops the run)")
+    at = _command(sub, "attach", "the live dashboard of a run (leaving it never stops the run)",
+                  "Open the wizard's dashboard of a run on this terminal; leaving it never stops the run. Needs a "
+                  "terminal: from a script use `onss status RUN`.", "onss attach runs/birds")
     at.add_argument("run", nargs="?", help="run folder or recipe (default: the newest under ./runs)")
     at.set_defaults(func=cmd_attach)
-    dp = sub.add_parser("deploy", help="copy a finished run's pads and settings to a mounted SD card")
+    dp = _command(sub, "deploy", "copy a finished run's pads and settings to a mounted SD card",
+                  "Copy a finished run's pads and settings.json to the device's mounted SD card: space checked "
+                  "first, every file verified, the card's old settings backed up.",
+                  "onss deploy runs/birds --to /media/$USER/rootfs\nonss deploy runs/birds --to /mnt/card --prune")
     dp.add_argument("run", help="run folder or recipe")
     dp.add_argument("--to", required=True, help="mount point of the card's root file system")
     dp.add_argument("--prune", action="store_true",
                     help="then remove the .bin files in the pack's data folder that the new settings do not use")
     dp.set_defaults(func=cmd_deploy)
 
-    bn = sub.add_parser("bench", help="measure generation speed here; the wizard projects run times from it")
+    bn = _command(sub, "bench", "measure generation speed here; the wizard projects run times from it",
+                  "Time the generator per precision, batch size and kernels on this machine (and, with --golden, "
+                  "its fidelity). The wizard projects run times from the saved result.",
+                  "onss bench\nonss bench --device cpu --batch 1 8")
     bn.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when there is one)")
     bn.add_argument("--precision", nargs="+", choices=PRECISIONS,
                     help="default: bf16 tf32 fp32 on a GPU, fp32 on the CPU")
@@ -942,33 +1513,83 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--no-save", action="store_true", help="do not store the result for the wizard")
     bn.add_argument("--json", help="also write the result to this file")
     bn.set_defaults(func=cmd_bench)
-    tu = sub.add_parser("tui", help="the wizard (what `onss` opens on a terminal)")
+    tu = _command(sub, "tui", "the wizard (what `onss` opens on a terminal)",
+                  "Open the wizard: environment, notes, corners, grid, recipe, run and dashboard. Needs a "
+                  "terminal (an SSH session: ssh -t HOST onss tui).", "onss tui --workdir ~/packs")
     tu.add_argument("--workdir", help="where recipes/ and runs/ go (default: the current folder)")
     tu.set_defaults(func=cmd_tui)
-    sv = sub.add_parser("serve", help="serve the wizard in a browser via textual-serve (extra: serve)")
+    sv = _command(sub, "serve", "serve the wizard in a browser via textual-serve (extra: serve)",
+                  "Serve the wizard to a browser (pip install 'onss-tui[serve]'). It listens on localhost: reach "
+                  "it over SSH with ssh -L 8000:localhost:8000 HOST.", "onss serve --port 8000")
     sv.add_argument("--host", default="localhost", help="bind address (default localhost: use ssh -L)")
     sv.add_argument("--port", type=_port, default=8000)
     sv.set_defaults(func=cmd_serve)
 
-    val = sub.add_parser("validate", help="check pad files and the device settings.json before deploying")
-    val.add_argument("pads_dir", help="folder of .bin pad files (or a run folder's pads/)")
-    val.add_argument("--settings", help="the device settings.json (default: beside or above the pads)")
-    val.add_argument("--resolution", type=_positive_int, help="the resolution the pads were made with")
-    val.add_argument("--pitches", help="the pitches the pads were made with, comma-separated, in order")
+    val = _command(sub, "validate", "check a run's pads and settings.json before deploying",
+                   "Check a pack against the device's rules: the file set and sizes, settings.json's types and "
+                   "ranges, and the rows' content. Give a run folder (its pads/, settings.json and the recipe it "
+                   "ran), its pads/, or any folder of pad files. Exit status 1 when the pack is invalid.",
+                   "onss validate runs/birds\nonss validate runs/birds --json | jq .verdict\n"
+                   "onss validate /media/card/home/pi/pads --settings /media/card/home/pi/settings.json")
+    val.add_argument("pads_dir", metavar="RUN_OR_PADS", help="a run folder, a recipe, or a folder of .bin pad files")
+    val.add_argument("--settings", help="the device settings.json (default: the run's, or beside or above the pads)")
+    val.add_argument("--resolution", type=_positive_int, help="the resolution the pads were made with "
+                                                              "(default: the run's recipe)")
+    val.add_argument("--pitches", help="the pitches the pads were made with, comma-separated, in order "
+                                       "(default: the run's recipe)")
     val.add_argument("--no-content", action="store_true", help="skip the row content checks (faster)")
-    val.add_argument("--json", action="store_true", help="findings as JSON")
+    val.add_argument("--json", action="store_true", help="one JSON object: the verdict and every finding")
     val.set_defaults(func=cmd_validate)
+    env = _command(sub, "env", "what this machine has for onss: python, torch, GPUs, checkpoint, Slurm, MP3",
+                   "Show what the wizard's environment screen shows: python, torch and CUDA, the GPUs (NVML), the "
+                   "checkpoint, Slurm's sbatch, and MP3 support (libsndfile) and ffmpeg.",
+                   "onss env\nonss env --json")
+    env.add_argument("--json", action="store_true", help="machine-readable output")
+    env.set_defaults(func=cmd_env)
+    comp = _command(sub, "completion", "print a shell completion script (bash, zsh, fish)",
+                    "Print a completion script for the commands and options of onss.",
+                    "source <(onss completion bash)          # bash, now; add it to ~/.bashrc to keep it\n"
+                    "onss completion zsh > \"${fpath[1]}/_onss\"\n"
+                    "onss completion fish > ~/.config/fish/completions/onss.fish")
+    comp.add_argument("shell", choices=("bash", "zsh", "fish"))
+    comp.set_defaults(func=cmd_completion)
     return parser
+
+
+def _flush_stdout() -> bool:
+    """Flush stdout; False (and later output dropped) when its reader is gone (``| head``)."""
+    try:
+        sys.stdout.flush()
+        return True
+    except (OSError, ValueError):  # BrokenPipeError, or a stdout already closed
+        _drop_output(sys.stdout)
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     _open_closed_std_fds()
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `onss ... | head`: the reader has what it wanted
+        _drop_output(sys.stdout)
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:  # --help, --version, a usage error: what argparse printed may meet a closed pipe
+        _flush_stdout()
+        raise
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         if not sys.stdin.isatty() or not sys.stdout.isatty():
             parser.print_help()
+            if _flush_stdout():
+                print("\nonss: the wizard needs a terminal, and stdin or stdout is not one: the help instead. "
+                      "Run `onss` in an SSH session (ssh -t HOST onss), " + NO_TERMINAL_INSTEAD + ".",
+                      file=sys.stderr)
             return 0
         from onss_tui.tui.app import create_app
 
@@ -976,7 +1597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         code = func(args)
-        sys.stdout.flush()  # a closed pipe shows here, not as "Exception ignored" at exit
+        if not _flush_stdout():  # a closed pipe shows here, not as "Exception ignored" at exit
+            return 128 + signal.SIGPIPE
         return code
     except BrokenPipeError:  # `onss ... | head`: the reader has what it wanted
         _drop_output(sys.stdout)

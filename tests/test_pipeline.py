@@ -325,8 +325,8 @@ def test_several_worker_processes_share_the_shards(tmp_path):
 
 def test_demo_cli_plain_lines_and_json(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "d")]) == 0
-    out = capsys.readouterr().out
-    assert "[prepare] started" in out and "[validate] done" in out and "Validated: 0 errors" in out
+    out, err = capsys.readouterr()  # progress on stderr, results on stdout
+    assert "[prepare] started" in err and "[validate] done" in err and "Validated: 0 errors" in out
     assert "PREVIEW engine" in out
     # a second run: everything already done, and --json gives one event per line
     assert main(["demo", "--out", str(tmp_path / "d"), "--json"]) == 0

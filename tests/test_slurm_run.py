@@ -93,7 +93,7 @@ def test_a_slurm_run_makes_the_pads_of_a_local_run(slurm, tmp_path, local):
     run = tmp_path / "run"
     r = onss(slurm, "run", str(recipe), "--slurm", "--wait")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "Submitted to Slurm: head" in r.stdout and "[pack] done" in r.stdout and "Done:" in r.stdout
+    assert "Submitted to Slurm: head" in r.stdout and "[pack] done" in r.stderr and "Done:" in r.stdout
     assert_same_pack(run, local)
     assert not queued(slurm, run) and not (run / "lease").exists()
     plan = json.loads((run / "plan.json").read_text())

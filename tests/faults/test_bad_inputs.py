@@ -318,7 +318,7 @@ def test_odd_but_usable_input_works(tmp_path, capsys, label):
     recipe = setup(tmp_path)
     ODD[label](tmp_path)
     assert main(["run", str(recipe)]) == 0, capsys.readouterr().err
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # (warnings are progress: stderr)
     if "warned" in label:
         assert "warning: " in out and "a_60.wav" in out
         assert WARNED.get(label, "") in out, out
@@ -359,7 +359,7 @@ def test_a_thousand_unrelated_files_are_ignored_in_one_warning(tmp_path):
     os.mkfifo(audio / "pipe_60.wav")  # a FIFO of an unused instrument: not opened either
     done = run_cli(recipe)
     assert done.returncode == 0, done.stderr
-    warnings = [line for line in done.stdout.splitlines() if "warning: " in line]
+    warnings = [line for line in done.stderr.splitlines() if "warning: " in line]
     assert len(warnings) == 1, warnings[:5]
     assert "ignored 1,000 files the recipe does not use" in warnings[0]
     assert "300 audio files not named <instrument>_<midi pitch> (take 0.wav, take 1.wav, take 10.wav, ...)" \

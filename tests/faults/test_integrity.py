@@ -154,8 +154,8 @@ def test_deleted_pads_are_made_again_and_said(tmp_path, reference):
     gone.unlink()
     r = onss("run", str(recipe), "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    assert f"[pack] again: pads/{gone.name} is missing" in r.stdout
-    assert "[generate] already done" in r.stdout  # only what was missing is made again
+    assert f"[pack] again: pads/{gone.name} is missing" in r.stderr  # (progress: stderr)
+    assert "[generate] already done" in r.stderr  # only what was missing is made again
     assert digests(tmp_path / "run" / "pads") == want
 
 
@@ -175,7 +175,7 @@ def test_a_shard_damaged_under_its_marker_is_made_again(tmp_path, reference, dam
         shard.write_bytes(bytes(data))
     r = onss("run", str(recipe), "--device", "cpu")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    assert "[generate] again: generate/shard-00001.npy is" in r.stdout
+    assert "[generate] again: generate/shard-00001.npy is" in r.stderr
     assert digests(tmp_path / "run" / "pads") == want
     assert_certified(tmp_path / "run")
 
@@ -191,8 +191,8 @@ def test_a_replaced_input_note_redoes_everything_downstream(tmp_path):
     sf.write(tmp_path / "old" / "audio" / "a_60.wav", other, 16000)
     r = onss("run", str(recipe), "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    assert "[prepare] again: input notes changed: a_60.wav" in r.stdout
-    assert "already done" not in r.stdout.split("[prepare] again")[1].replace("[plan] already done", "")
+    assert "[prepare] again: input notes changed: a_60.wav" in r.stderr
+    assert "already done" not in r.stderr.split("[prepare] again")[1].replace("[plan] already done", "")
     fresh = make(tmp_path / "new")
     sf.write(tmp_path / "new" / "audio" / "a_60.wav", other, 16000)
     assert onss("run", str(fresh), "--device", "cpu").returncode == 0
@@ -200,7 +200,7 @@ def test_a_replaced_input_note_redoes_everything_downstream(tmp_path):
     assert now == digests(tmp_path / "new" / "run" / "pads")
     assert now["a_b_c_d.bin"] != old["a_b_c_d.bin"] and now["e_b_c_d.bin"] == old["e_b_c_d.bin"]
     again = onss("run", str(recipe), "--device", "cpu")  # and then nothing is redone
-    assert "again:" not in again.stdout
+    assert "again:" not in again.stderr
 
 
 def test_touching_a_note_redoes_nothing(tmp_path):
@@ -209,7 +209,7 @@ def test_touching_a_note_redoes_nothing(tmp_path):
     note = tmp_path / "audio" / "b_64.wav"
     os.utime(note, (time.time() + 60, time.time() + 60))
     r = onss("run", str(recipe), "--device", "cpu")
-    assert r.returncode == 0 and "again:" not in r.stdout, r.stdout
+    assert r.returncode == 0 and "again:" not in r.stderr, r.stderr
 
 
 def test_a_folder_of_the_users_files_is_refused_and_untouched(tmp_path):
@@ -275,7 +275,7 @@ def test_damaged_state_and_events_are_survived(tmp_path, reference):
     pads = {f: f.stat().st_mtime_ns for f in (run / "pads").glob("*.bin")}
     r = onss("run", str(recipe), "--device", "cpu")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    assert "written 0" in r.stdout  # every pad certified by its marker, none written again
+    assert "written 0" in r.stderr  # every pad certified by its marker, none written again
     assert {f: f.stat().st_mtime_ns for f in (run / "pads").glob("*.bin")} == pads
     assert digests(run / "pads") == want
     r = onss("status", str(run))
