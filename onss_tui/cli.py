@@ -629,7 +629,8 @@ def _run_recipe(recipe_path: Path, json_lines: bool, device: str | None) -> int:
         plan = runner.run.plan()
         preview = (" (PREVIEW engine: not NSynth; for checking layout and corners)"
                    if engine_for(plan, "cpu").preview_note else "")
-        printer.result(f"Done{preview}: {run_dir}\nCheck it on the device: onss deploy {run_dir} --to /media/SDCARD")
+        printer.result(f"Done{preview}: {run_dir}\nHear it:   onss audition {run_dir}   (WAVs and a page to open "
+                       f"anywhere)\nDeploy it: onss deploy {run_dir} --to /media/SDCARD")
     return 0
 
 
@@ -708,7 +709,8 @@ def _slurm_run(path: Path, recipe: Recipe, args: argparse.Namespace) -> int:
         outcome = follow(run_dir, printer)
     if outcome == "done":
         if not args.json:
-            printer.result(f"Done: {run_dir}\nCheck it on the device: onss deploy {run_dir} --to /media/SDCARD")
+            printer.result(f"Done: {run_dir}\nHear it:   onss audition {run_dir}\n"
+                           f"Deploy it: onss deploy {run_dir} --to /media/SDCARD")
         return 0
     state = runner.run.state()
     errors = [f"{s}: {st.error}" for s, st in state.stages.items() if st.error]
@@ -739,17 +741,74 @@ def _slurm_dry_run(path: Path, recipe: Recipe, args: argparse.Namespace) -> int:
 
 
 def _run_dir_arg(value: str | None) -> Path:
+    """A run folder from what the user typed: a run folder, a recipe file, or a recipe's name (the
+    registry of runs knows them from any folder); nothing: the newest run under ./runs, else the
+    newest this user started anywhere."""
+    from onss_tui import registry
+
     if value:
         p = Path(value).expanduser()
         if p.is_file() and p.suffix in (".yaml", ".yml"):
             from onss_tui.pipeline.runner import run_dir_of
 
             return run_dir_of(p)
-        return p
+        if p.exists():
+            return p
+        entry = registry.find(value)
+        if entry is not None:
+            return Path(entry.run)
+        known = ", ".join(sorted({e.name for e in registry.runs()})) or "none yet"
+        raise UserError(f"{value}: no such run folder or recipe file, and no run of a recipe named so (runs this "
+                        f"user started: {known}; onss ls lists them).")
     runs = sorted(Path("runs").glob("*/state.json"), key=lambda f: f.stat().st_mtime)
-    if not runs:
-        raise UserError("no run given and none under ./runs; pass the run folder (the recipe's 'output').")
-    return runs[-1].parent
+    if runs:
+        return runs[-1].parent
+    entries = registry.runs()
+    if entries:
+        return Path(entries[0].run)
+    raise UserError("no run given, none under ./runs and none started by this user; pass the run folder "
+                    "(the recipe's 'output') or the recipe's name.")
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """The runs this user started, anywhere: name, state, progress, folder."""
+    from onss_tui import registry
+    from onss_tui.pipeline.rundir import STAGES, RunDir
+
+    rows = []
+    for e in registry.runs():
+        run = RunDir(e.run)
+        state = run.state()
+        done = sum(1 for s in STAGES if state.stage(s).status == "done")
+        status = state.status or "not started"
+        if status == "running" and not e.slurm and not run.locked_by():
+            status = "interrupted"
+        rows.append({"name": e.name, "status": status, "stages_done": done, "stages": len(STAGES),
+                     "run": e.run, "recipe": e.recipe, "slurm": e.slurm, "updated": e.updated})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("No runs yet: onss run RECIPE starts one (onss demo makes a first one in seconds).")
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        where = " (Slurm)" if r["slurm"] else ""
+        print(f"{r['name']:{width}s}  {r['status'] + where:24s} {r['stages_done']}/{r['stages']} stages  {r['run']}")
+    return 0
+
+
+def cmd_audition(args: argparse.Namespace) -> int:
+    from onss_tui.audition import make_audition
+
+    run_dir = _run_dir_arg(args.run)
+    if not (run_dir / "settings.json").is_file():
+        raise UserError(f"{run_dir}: no settings.json: the run has not finished; run the recipe to the end first.")
+    report = make_audition(run_dir, Path(args.out).expanduser() if args.out else None)
+    print(f"{len(report.clips)} WAVs and {report.index}\n"
+          f"Copy it to a machine with speakers and open index.html, e.g.:\n"
+          f"  scp -r {os.uname().nodename}:{report.folder} . && xdg-open {report.folder.name}/index.html")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -1540,6 +1599,20 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--no-content", action="store_true", help="skip the row content checks (faster)")
     val.add_argument("--json", action="store_true", help="one JSON object: the verdict and every finding")
     val.set_defaults(func=cmd_validate)
+    ls = _command(sub, "ls", "the runs you started, from any folder",
+                  "List the runs this user started, wherever they are (the registry in the user's state folder): "
+                  "name, state, stages done and folder. status, attach and stop take these names.",
+                  "onss ls\nonss ls --json\nonss attach birds")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=cmd_ls)
+    au = _command(sub, "audition", "WAVs and one HTML page to hear a finished pack anywhere",
+                  "Write 16 kHz WAVs cut from the pack's rows (each corner instrument at each pitch, as the "
+                  "device plays it, and sweeps across each pad) and a self-contained index.html (waveforms, "
+                  "players, the pad) to copy back with scp and open: no network needed.",
+                  "onss audition birds\nonss audition runs/birds -o /tmp/hear && scp -r box:/tmp/hear .")
+    au.add_argument("run", nargs="?", help="run folder, recipe or recipe name (default: the newest run)")
+    au.add_argument("-o", "--out", help="folder for the WAVs and index.html (default: <run>/audition)")
+    au.set_defaults(func=cmd_audition)
     env = _command(sub, "env", "what this machine has for onss: python, torch, GPUs, checkpoint, Slurm, MP3",
                    "Show what the wizard's environment screen shows: python, torch and CUDA, the GPUs (NVML), the "
                    "checkpoint, Slurm's sbatch, and MP3 support (libsndfile) and ffmpeg.",
