@@ -1046,19 +1046,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     import shlex
 
-    from onss_tui.device.deploy import deploy
+    from onss_tui.device.deploy import DeployError, deploy
+    from onss_tui.device.remote import DEFAULT_RESTART, deploy_remote, parse_target
 
-    report = deploy(_run_dir_arg(args.run), Path(args.to).expanduser(),
-                    progress=lambda name, i, n: print(f"  copied {name} ({i}/{n})"), prune=args.prune)
+    args.restart_command = args.restart_command or os.environ.get("ONSS_RESTART_COMMAND") or DEFAULT_RESTART
+    progress = lambda name, i, n: print(f"  copied {name} ({i}/{n})")  # noqa: E731
+    remote = parse_target(args.to)
+    if remote is None and args.restart:
+        raise DeployError(f"{args.to}: --restart needs the synth as an ssh target (pi@HOST); after a card "
+                          "deploy, put the card back and power the synth on.")
+    if remote is not None:
+        report = deploy_remote(_run_dir_arg(args.run), remote, progress=progress, prune=args.prune,
+                               restart=args.restart_command if args.restart else None)
+    else:
+        report = deploy(_run_dir_arg(args.run), Path(args.to).expanduser(), progress=progress, prune=args.prune)
+    at = f"{report.host}:" if report.host else ""
     mb = lambda n: f"{n / 1e6:,.1f} MB"  # noqa: E731
     if report.unchanged:
-        print(f"The card already has this pack: nothing written ({report.pads_dir}, {report.settings}).")
+        print(f"The {'synth' if at else 'card'} already has this pack: nothing written "
+              f"({at}{report.pads_dir}, {at}{report.settings}).")
     else:
-        print(f"Pads in {report.pads_dir}: {len(report.copied)} copied, {len(report.skipped)} already there.")
+        print(f"Pads in {at}{report.pads_dir}: {len(report.copied)} copied, {len(report.skipped)} already there.")
         for b in report.backups:
-            print(f"Backed up {b}")
-        print(f"Settings written: {report.settings}" if report.settings_written
-              else f"Settings already there: {report.settings}")
+            print(f"Backed up {at}{b}")
+        print(f"Settings written: {at}{report.settings}" if report.settings_written
+              else f"Settings already there: {at}{report.settings}")
     sizes = dict(report.unused)
     if report.removed:
         print(f"Removed {len(report.removed)} .bin files these settings do not use "
@@ -1073,6 +1085,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             print(f"  {name} ({mb(size)})")
         if not args.prune:
             print("Remove them with: " + shlex.join(["onss", "deploy", args.run, "--to", args.to, "--prune"]))
+    if report.restarted:
+        print(f"Restarted the app on {report.host}: {args.restart_command}")
     return 0
 
 
@@ -1542,14 +1556,22 @@ def build_parser() -> argparse.ArgumentParser:
                   "terminal: from a script use `onss status RUN`.", "onss attach runs/birds")
     at.add_argument("run", nargs="?", help="run folder or recipe (default: the newest under ./runs)")
     at.set_defaults(func=cmd_attach)
-    dp = _command(sub, "deploy", "copy a finished run's pads and settings to a mounted SD card",
-                  "Copy a finished run's pads and settings.json to the device's mounted SD card: space checked "
-                  "first, every file verified, the card's old settings backed up.",
-                  "onss deploy runs/birds --to /media/$USER/rootfs\nonss deploy runs/birds --to /mnt/card --prune")
+    dp = _command(sub, "deploy", "copy a finished run's pads and settings to a mounted SD card or over ssh",
+                  "Copy a finished run's pads and settings.json to the device's mounted SD card, or over ssh to "
+                  "the running synth (pi@HOST[:PORT]): space checked first, every file verified, the old settings "
+                  "backed up.",
+                  "onss deploy runs/birds --to /media/$USER/rootfs\nonss deploy runs/birds --to /mnt/card --prune\n"
+                  "onss deploy runs/birds --to pi@nsynth.local --restart")
     dp.add_argument("run", help="run folder or recipe")
-    dp.add_argument("--to", required=True, help="mount point of the card's root file system")
+    dp.add_argument("--to", required=True,
+                    help="mount point of the card's root file system, or the running synth over ssh: "
+                         "pi@HOST[:PORT] (your ssh config and keys; never a password prompt)")
     dp.add_argument("--prune", action="store_true",
                     help="then remove the .bin files in the pack's data folder that the new settings do not use")
+    dp.add_argument("--restart", action="store_true", help="ssh target only: then restart the app on the synth")
+    dp.add_argument("--restart-command", metavar="CMD",
+                    help="what --restart runs on the synth (default: $ONSS_RESTART_COMMAND, else "
+                         "'sudo -n systemctl restart open-nsynth')")
     dp.set_defaults(func=cmd_deploy)
 
     bn = _command(sub, "bench", "measure generation speed here; the wizard projects run times from it",

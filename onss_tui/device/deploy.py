@@ -53,7 +53,7 @@ DEFAULT_PITCHES = list(range(36, 85, 4))
 SPACE_FIX = "Free space on the card (old pads, or the settings.json.bak-* backups in {app}) or use a bigger card."
 BACKUP = "{name}.bak-{stamp}"  # stamp: UTC, to the microsecond; "-<n>" added when that name is taken
 
-__all__ = ["DeployError", "DeployReport", "deploy"]
+__all__ = ["DeployError", "DeployReport", "checked_pad", "deploy", "refuse_errors", "require_validated"]
 
 
 class DeployError(Exception):
@@ -71,6 +71,8 @@ class DeployReport:
     unchanged: bool = False  # the card already had this pack: nothing at all was written
     unused: list[tuple[str, int]] = field(default_factory=list)  # (name, size) of pads the settings do not use
     removed: list[str] = field(default_factory=list)  # of those, the ones prune removed
+    host: str = ""  # an ssh deploy: the [user@]host the paths are on (empty: the local card)
+    restarted: bool = False  # an ssh deploy with restart: the app was restarted
 
     @property
     def unused_bytes(self) -> int:
@@ -372,17 +374,53 @@ def _install(source: IO[bytes], src_name: str, dest: Path, size: int, digest: st
         raise
 
 
+def require_validated(run_dir: Path) -> None:
+    """Refuse a run that has not passed its validate stage."""
+    from onss_tui.pipeline.rundir import RunDir  # the run's typed state (an unreadable one: nothing done)
+
+    if RunDir(run_dir).state().stage("validate").status != "done":
+        raise DeployError(f"{run_dir}: the run has not passed validation; finish it first (onss run), "
+                          f"or check it with: onss validate {run_dir / 'pads'}")
+
+
+def refuse_errors(run_dir: Path, settings: dict[str, Any]) -> int:
+    """Refuse a pack the validator finds an error in; else the size every pad must have."""
+    pads = run_dir / "pads"
+    errors = [f for f in validate_pack(settings, pads, content=False) if f.level == "error"]
+    if errors:
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise DeployError(f"{run_dir}: the pack would break the device, nothing was copied: "
+                          + "; ".join(f"{e.where}: {e.message}" for e in errors[:3]) + more
+                          + f". Run its recipe again (onss run) to remake it, or check it with: onss validate {pads}")
+    return pad_size(*_layout(settings))
+
+
+def checked_pad(f: Path, want: int, settings: dict[str, Any], run_dir: Path) -> tuple[int, str]:
+    """(size, sha256) of a pad of the run, refused unless exactly ``want`` bytes."""
+    pads, settings_file = run_dir / "pads", run_dir / "settings.json"
+    try:
+        size = f.stat().st_size
+    except OSError as exc:
+        raise DeployError(f"{f}: cannot read it ({exc.strerror}); nothing was copied.") from None
+    if size != want:
+        R, P, L = _layout(settings)
+        raise DeployError(f"{f}: {size:,} bytes, needs exactly {want:,} (resolution {R}, {P} pitches, {L} "
+                          f"samples a row in {settings_file}); the device would crash (SIGBUS) or mis-play. "
+                          f"Nothing was copied. Run its recipe again (onss run) to remake it, or check it with: "
+                          f"onss validate {pads}")
+    try:
+        return size, _digest(f)
+    except OSError as exc:
+        raise DeployError(f"{f}: cannot read it ({exc.strerror}); nothing was copied.") from None
+
+
 def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None] | None = None,
            prune: bool = False) -> DeployReport:
     """Copy a validated run's pack onto the card mounted at ``mount``; ``prune``: then remove the
     pads in the pack's data folder that the new settings do not use (the report lists them either way)."""
     run_dir, mount = Path(run_dir), Path(mount)
     settings_file, pads = run_dir / "settings.json", run_dir / "pads"
-    from onss_tui.pipeline.rundir import RunDir  # the run's typed state (an unreadable one: nothing done)
-
-    if RunDir(run_dir).state().stage("validate").status != "done":
-        raise DeployError(f"{run_dir}: the run has not passed validation; finish it first (onss run), "
-                          f"or check it with: onss validate {pads}")
+    require_validated(run_dir)
     if not mount.is_dir():
         raise DeployError(f"{mount}: no such folder. Mount the SD card's root file system and pass its mount point.")
     root = Path(os.path.realpath(mount))
@@ -396,14 +434,7 @@ def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None]
     data_dir = settings["nsynth"].get("dataDirectory") if isinstance(settings.get("nsynth"), dict) else None
     if isinstance(data_dir, str):  # first: whatever else is wrong, nothing is written off the card
         _card_path(root, _on_card(root, data_dir), f"nsynth.dataDirectory {data_dir!r} in {settings_file}")
-    errors = [f for f in validate_pack(settings, pads, content=False) if f.level == "error"]
-    if errors:
-        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        raise DeployError(f"{run_dir}: the pack would break the device, nothing was copied: "
-                          + "; ".join(f"{e.where}: {e.message}" for e in errors[:3]) + more
-                          + f". Run its recipe again (onss run) to remake it, or check it with: onss validate {pads}")
-    R, P, L = _layout(settings)
-    want = pad_size(R, P, L)
+    want = refuse_errors(run_dir, settings)
     data_dir = (settings.get("nsynth") or {}).get("dataDirectory") or ""
     target = _card_path(root, _on_card(root, data_dir), f"nsynth.dataDirectory {data_dir!r} in {settings_file}")
     for name in ("settings.json", "localSettings.json"):
@@ -413,19 +444,7 @@ def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None]
     plan: list[_Copy] = []
     skipped: list[str] = []
     for f in files:
-        try:
-            size = f.stat().st_size
-        except OSError as exc:
-            raise DeployError(f"{f}: cannot read it ({exc.strerror}); nothing was copied.") from None
-        if size != want:
-            raise DeployError(f"{f}: {size:,} bytes, needs exactly {want:,} (resolution {R}, {P} pitches, {L} "
-                              f"samples a row in {settings_file}); the device would crash (SIGBUS) or mis-play. "
-                              f"Nothing was copied. Run its recipe again (onss run) to remake it, or check it with: "
-                              f"onss validate {pads}")
-        try:
-            digest = _digest(f)
-        except OSError as exc:
-            raise DeployError(f"{f}: cannot read it ({exc.strerror}); nothing was copied.") from None
+        size, digest = checked_pad(f, want, settings, run_dir)
         dest = _card_path(root, target / f.name, f"{target / f.name}")
         old = _old(dest)
         with contextlib.suppress(OSError):  # an unreadable old pad is replaced
