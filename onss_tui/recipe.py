@@ -55,9 +55,12 @@ class _Strict(BaseModel):
 
 
 class Instrument(_Strict):
-    name: str = Field(description="the file prefix of its notes: <name>_<pitch>.wav")
-    display: str | None = Field(None, description="shown on the device's selection screen (8 characters)")
-    abbr: str | None = Field(None, description="shown in the pad's corner (2 characters)")
+    name: str = Field(description="the file prefix of its notes: <name>_<pitch>.wav; letters, digits, '.' and '-' "
+                                  "(no '_': the name is also part of the pad file names)")
+    display: str | None = Field(None, description="shown on the device's selection screen (8 characters; default: "
+                                                  "the name in capitals)")
+    abbr: str | None = Field(None, description="shown in the pad's corner (2 characters; default: the name's first "
+                                               "two letters in capitals)")
 
     @field_validator("name")
     @classmethod
@@ -95,10 +98,18 @@ def _instrument(v: Any) -> Any:
 
 
 class Corners(_Strict):
-    top_left: list[Instrument] = Field(min_length=1)
-    top_right: list[Instrument] = Field(min_length=1)
-    bottom_left: list[Instrument] = Field(min_length=1)
-    bottom_right: list[Instrument] = Field(min_length=1)
+    top_left: list[Instrument] = Field(
+        min_length=1, description="the instruments of the pad's top-left corner, first in every pad file's name "
+                                  "(the original's NW list): a bare name, an {name, display, abbr} mapping, or a list")
+    top_right: list[Instrument] = Field(
+        min_length=1, description="the instruments of the top-right corner, second in pad file names (the "
+                                  "original's NE list)")
+    bottom_left: list[Instrument] = Field(
+        min_length=1, description="the instruments of the bottom-left corner, third in pad file names (the "
+                                  "original's \"SE\" list)")
+    bottom_right: list[Instrument] = Field(
+        min_length=1, description="the instruments of the bottom-right corner, fourth in pad file names (the "
+                                  "original's \"SW\" list)")
 
     @field_validator(*CORNERS, mode="before")
     @classmethod
@@ -141,13 +152,21 @@ class Corners(_Strict):
 
 
 class Generation(_Strict):
-    precision: PrecisionSetting = "auto"
+    precision: PrecisionSetting = Field(
+        "auto", description="the generator's arithmetic: fp32 (the reference), tf32 (TF32 matmuls on CUDA), bf16 "
+                            "(bfloat16 weights and states, float32 sums); auto measures bf16, then tf32, against "
+                            "fp32 on the run's first notes and takes the first within 0.01 nats a step")
     kernels: KernelsSetting = Field(
         "auto", description="the generator's layer step: PyTorch ops, or fused Triton kernels (GPU); auto "
                             "times both on the GPU when the run generates and keeps the faster")
-    batch_size: Literal["auto"] | int = "auto"
-    gpus: Literal["all"] | int | list[int] = "all"
-    seed: int = Field(0, ge=0, lt=2**32)
+    batch_size: Literal["auto"] | int = Field(
+        "auto", description="voices generated at once by each worker (one shard), 1 or more; auto: from the free "
+                            "memory of the smallest of the run's GPUs (fixed on CPUs). Out of GPU memory a batch is "
+                            "halved until it fits")
+    gpus: Literal["all"] | int | list[int] = Field(
+        "all", description="the GPUs that generate: all, a count (the first N), or a list of GPU indices, e.g. "
+                           "[0, 1]; without a CUDA GPU (or with the preview engine), how many CPU workers (all: one)")
+    seed: int = Field(0, ge=0, lt=2**32, description="the sampler's seed: the same seed and notes make the same pads")
     sample_length: int = Field(64000, description="samples generated per sound at 16 kHz (multiple of 512)")
     save_every: int = Field(8192, ge=64, description="samples between resumable checkpoints of a batch")
 
@@ -167,17 +186,23 @@ class Generation(_Strict):
 
 
 class Clean(_Strict):
-    mode: CleanMode = "mp3"
-    normalize_dbfs: float = Field(-12.0, ge=-60, le=0)
+    mode: CleanMode = Field(
+        "mp3", description="after de-clicking and normalising: mp3, the original's MP3 round trip (16 kHz mono "
+                           "24 kbps, a 5.8 kHz low-pass and its coding colour); lowpass, the band limit alone; "
+                           "none, as generated")
+    normalize_dbfs: float = Field(-12.0, ge=-60, le=0, description="peak level of every sound, in dBFS")
 
 
 class Device(_Strict):
-    data_directory: str = "/home/pi/pads"
-    looping: bool = True
+    data_directory: str = Field(
+        "/home/pi/pads", description="the folder of the pads on the device (settings.json's nsynth.dataDirectory); "
+                                     "onss deploy copies them there on the card")
+    looping: bool = Field(True, description="a held note loops between loop_start and loop_end; false: it plays "
+                                            "once")
     loop_start: float = Field(0.2, ge=0, le=1, description="fraction of the row, not seconds")
-    loop_end: float = Field(0.41, ge=0, le=1, description="fraction of the row, not seconds")
-    midi_channel: int = Field(1, ge=1, le=16)
-    osc_port: int = Field(8000, ge=1, le=65535)
+    loop_end: float = Field(0.41, ge=0, le=1, description="fraction of the row, not seconds; above loop_start")
+    midi_channel: int = Field(1, ge=1, le=16, description="the MIDI channel the device listens on")
+    osc_port: int = Field(8000, ge=1, le=65535, description="the device's OSC input port (settings.json's osc.in.port)")
 
     @model_validator(mode="after")
     def _loop(self) -> Device:
@@ -287,18 +312,25 @@ class Slurm(_Strict):
 
 
 class Recipe(_Strict):
-    name: str
+    name: str = Field(description="letters, digits, '.' and '-': names the run (runs/<name>) and the pack")
     inputs: str = Field(description="folder of <instrument>_<pitch> audio files")
-    corners: Corners
-    pitches: list[int] = Field(min_length=1)
-    resolution: int = Field(9, ge=2, le=33)
-    engine: Engine = "nsynth"
-    checkpoint: str | None = None
-    generation: Generation = Field(default_factory=Generation)
-    clean: Clean = Field(default_factory=Clean)
-    device: Device = Field(default_factory=Device)
+    corners: Corners = Field(description="the instruments by position on the touch pad, a list per corner")
+    pitches: list[int] = Field(
+        min_length=1, description="MIDI notes 0-127 (60 = middle C), in the order the device's settings list them; "
+                                  "every instrument needs a note at each")
+    resolution: int = Field(9, ge=2, le=33, description="grid points along each side of the pad (the original: 9); a "
+                                                        "pad holds resolution x resolution x pitches rows")
+    engine: Engine = Field(
+        "nsynth", description="nsynth: Magenta's WaveNet (hours, on GPUs); preview: a spectral morph of the corner "
+                              "notes on the CPU in seconds, to check layout, corner order and pitches on the device")
+    checkpoint: str | None = Field(None, description="the NSynth checkpoint (its prefix, a file or its folder); "
+                                                     "null: the installed one (onss model download)")
+    generation: Generation = Field(default_factory=Generation,
+                                   description="how the sounds are generated (the run's plan decides every auto once)")
+    clean: Clean = Field(default_factory=Clean, description="what is done to every generated sound before packing")
+    device: Device = Field(default_factory=Device, description="written to the device's settings.json")
     output: str | None = Field(None, description="the run folder (default: runs/<name>)")
-    slurm: Slurm | None = Field(None, description="run over a Slurm cluster: onss run RECIPE --slurm")
+    slurm: Slurm | None = Field(None, description="run over a Slurm cluster: onss run RECIPE --slurm (docs/slurm.md)")
 
     @field_validator("name")
     @classmethod
