@@ -48,3 +48,12 @@ def test_ls_without_runs_says_how_to_start_one(tmp_path):
     (unfinished / "state.json").write_text('{"status": "running"}')
     r = onss("audition", str(unfinished), cwd=tmp_path)
     assert r.returncode == 2 and "has not finished" in r.stderr
+
+
+def test_a_run_folder_with_its_audition_in_it_still_resumes(tmp_path):
+    write_notes(tmp_path / "audio", "abcd", [60, 64])
+    small_recipe(tmp_path)
+    assert onss("run", "small.yaml", cwd=tmp_path).returncode == 0
+    assert onss("audition", "run", cwd=tmp_path).returncode == 0  # (the default: <run>/audition)
+    again = onss("run", "small.yaml", cwd=tmp_path)
+    assert again.returncode == 0 and "did not write" not in again.stderr, again.stderr

@@ -37,7 +37,7 @@ __all__ = ["RunError", "Runner", "Deferred", "Stopped", "stop_on_signals", "reso
 
 # what onss itself puts in a run folder (anything else there is the user's)
 ONSS_NAMES = frozenset({*STAGES, "pads", "events", "logs", "state.json", "recipe.yaml", "plan.json", "settings.json",
-                        "lock", "slurm.json", "lease"})
+                        "lock", "slurm.json", "lease", "audition"})
 
 
 class Stopped(KeyboardInterrupt):
