@@ -811,13 +811,36 @@ def cmd_audition(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clock(seconds: float) -> str:
+    h, rem = divmod(int(seconds), 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    run_dir = _run_dir_arg(args.run)
+    if not getattr(args, "watch", False):
+        return _status_once(run_dir, args.json)
+    while True:  # --watch: again every 2 s until the run is no longer running (ctrl+c leaves)
+        if sys.stdout.isatty():
+            print("\033[H\033[2J", end="")
+        _status_once(run_dir, args.json)
+        sys.stdout.flush()
+        from onss_tui.pipeline.rundir import RunDir
+
+        run = RunDir(run_dir)
+        if run.state().status != "running" or not (run.locked_by() or (run.path / "lease").is_file()):
+            return 0
+        time.sleep(2.0)
+
+
+def _status_once(run_dir: Path, as_json: bool) -> int:
+    from onss_tui.pipeline.progress import progress_of
     from onss_tui.pipeline.rundir import STAGES, RunDir
     from onss_tui.vocab import RunStatus
 
     INTERRUPTED: RunStatus = "interrupted"
 
-    run = RunDir(_run_dir_arg(args.run))
+    run = RunDir(run_dir)
     if not run.state_path.is_file():
         raise UserError(f"{run.path}: not a run folder (no state.json). Pass the folder a recipe's 'output' names.")
     state = run.state()
@@ -825,8 +848,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from onss_tui.cluster.submit import slurm_side
 
     slurm = slurm_side(run.path)
-    if args.json:
-        print(json.dumps({**state.model_dump(mode="json"), "active_pid": pid,
+    progress = progress_of(run)
+    if as_json:
+        print(json.dumps({**state.model_dump(mode="json"), "active_pid": pid, "progress": progress.as_dict(),
                           **({"slurm": slurm} if slurm is not None else {})}, indent=2))
         return 0
     if slurm is not None and slurm.get("jobs"):
@@ -840,6 +864,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         alive = state.status or "?"
     print(f"{run.path}: {state.name or '?'} [{state.engine or '?'}]  {alive}")
+    whole = f"  {progress.percent:.0f}% of the run"
+    if progress.shards:
+        whole += f" ({progress.shards_done}/{progress.shards} shards generated)"
+    if progress.elapsed_s is not None:
+        whole += f", elapsed {_clock(progress.elapsed_s)}"
+    if progress.eta_s is not None:
+        whole += f", about {_clock(progress.eta_s)} left"
+    print(whole)
     if run.state_damaged():
         print(f"  {run.state_path} cannot be read (damaged); running the recipe again rebuilds it from the "
               "files, redoing only what their done markers do not certify")
@@ -890,6 +922,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
         if run.locked_by() is None:
             break
         time.sleep(0.1)
+    if run.locked_by() is None and run.state().status in ("running", "interrupted"):
+        run.update_state(status="stopped")  # (asked to stop: not interrupted)
     print(f"Stopped pid {pid}. Finished work is kept; run the recipe again to resume.")
     return 0
 
@@ -1537,6 +1571,7 @@ def build_parser() -> argparse.ArgumentParser:
                   "onss status runs/birds\nonss status recipes/birds.yaml --json")
     st.add_argument("run", nargs="?", help="run folder or recipe (default: the newest under ./runs)")
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--watch", action="store_true", help="show it again every 2 s until the run ends (ctrl+c leaves)")
     st.set_defaults(func=cmd_status)
     sp = _command(sub, "stop", "stop a running run (it resumes when run again)",
                   "Stop the process (or cancel the Slurm jobs) working on a run. Finished work is kept; run the "

@@ -57,3 +57,31 @@ def test_a_run_folder_with_its_audition_in_it_still_resumes(tmp_path):
     assert onss("audition", "run", cwd=tmp_path).returncode == 0  # (the default: <run>/audition)
     again = onss("run", "small.yaml", cwd=tmp_path)
     assert again.returncode == 0 and "did not write" not in again.stderr, again.stderr
+
+
+def test_status_shows_the_whole_run_and_a_stopped_run_says_stopped(tmp_path):
+    import time
+
+    write_notes(tmp_path / "audio", "abcd", [60, 64])
+    small_recipe(tmp_path, generation={"sample_length": 8192, "batch_size": 2})
+    env = dict(os.environ, ONSS_FAULT_SHARD_SECONDS="3")
+    p = subprocess.Popen([sys.executable, "-m", "onss_tui", "run", "small.yaml", "--detach"], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, text=True)
+    p.communicate(timeout=60)
+    run = tmp_path / "run"
+    deadline = time.monotonic() + 60
+    while not (run / "events" / "generate-w0.jsonl").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    live = onss("status", "run", cwd=tmp_path)
+    assert "% of the run (" in live.stdout and "shards generated), elapsed " in live.stdout, live.stdout
+    doc = json.loads(onss("status", "run", "--json", cwd=tmp_path).stdout)
+    assert doc["progress"]["shards"] >= 2 and doc["progress"]["elapsed_s"] > 0
+    stop = onss("stop", "run", cwd=tmp_path)
+    assert stop.returncode == 0 and "Stopped pid" in stop.stdout
+    after = onss("status", "run", cwd=tmp_path)
+    assert "]  stopped" in after.stdout, after.stdout
+    assert json.loads(onss("ls", "--json", cwd=tmp_path).stdout)[0]["status"] == "stopped"
+    done = onss("run", "small.yaml", cwd=tmp_path)  # resumed to the end
+    assert done.returncode == 0, done.stderr
+    final = onss("status", "run", "--watch", cwd=tmp_path)  # (a finished run: --watch returns at once)
+    assert final.returncode == 0 and "100% of the run" in final.stdout and "]  done" in final.stdout
