@@ -128,3 +128,23 @@ async def test_finish_shows_the_verdict_first_and_enter_or_ctrl_d_in_the_mount_b
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert "already has this pack" in str(screen.query_one("#deploy-result", Static).render())
+
+
+async def test_finish_offers_the_audition(tmp_path):
+    from textual.widgets import Static
+
+    from onss_tui.pipeline.demo import make_demo
+    from onss_tui.tui.screens.finish import FinishScreen
+
+    Runner.from_file(make_demo(tmp_path), device="cpu").execute()
+    run = tmp_path / "run"
+    app = app_for(None)
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(FinishScreen(run))
+        await pilot.pause()
+        await pilot.press("ctrl+a")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        text = str(app.screen.query_one("#deploy-result", Static).render())
+        assert "audition:" in text and "scp -r" in text
+    assert (run / "audition" / "index.html").is_file()

@@ -64,7 +64,8 @@ def read_pack(run_dir: Path) -> PackReport:
 class FinishScreen(Screen):
     """The verdict, the settings' path and the deploy box first; the details below, scrolled."""
 
-    BINDINGS = [Binding("ctrl+d", "deploy", "Deploy", priority=True)]  # (an Input takes ctrl+d otherwise)
+    BINDINGS = [Binding("ctrl+d", "deploy", "Deploy", priority=True),  # (an Input takes ctrl+d otherwise)
+                Binding("ctrl+a", "audition", "Hear it", priority=True)]
     DEFAULT_CSS = """
     FinishScreen #verdict { height: auto; padding: 0 1; text-style: bold; }
     FinishScreen #paths { height: auto; padding: 0 1; }
@@ -119,6 +120,25 @@ class FinishScreen(Screen):
                 f"({len(errors)} errors, {len(pack.findings) - len(errors)} warnings)")
         self.query_one("#validation", Static).update("\n".join([text] + [f"  {f}" for f in pack.findings[:20]]))
         self.query_one("#settings", Static).update("settings.json:\n" + pack.settings_text)
+
+    def action_audition(self) -> None:
+        """WAVs and a page to hear the pack on another machine (no speakers on a GPU box)."""
+        self.query_one("#deploy-result", Static).update("writing the audition ...")
+        self.run_worker(self._audition, thread=True, exclusive=True, group="audition")
+
+    def _audition(self) -> None:
+        import os
+
+        from onss_tui.audition import make_audition
+
+        try:
+            report = make_audition(self.run_dir)
+        except (OSError, ValueError) as exc:
+            self.app.call_from_thread(self.show_deployed, f"audition failed: {exc}", True)
+            return
+        text = (f"audition: {len(report.clips)} WAVs and {report.index}\ncopy it and open index.html: "
+                f"scp -r {os.uname().nodename}:{report.folder} .")
+        self.app.call_from_thread(self.show_deployed, text, False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "mount":
