@@ -102,7 +102,7 @@ async def test_corner_labels_are_edited_and_reach_the_recipe(demo):
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert isinstance(app.screen, GridScreen)
-        recipe = app.draft.recipe()
+        recipe = app.draft.check().recipe
         pluck = recipe.corners.top_right[0]
         assert (pluck.name, pluck.display, pluck.abbr) == ("pluck", "Plucky S", "PK")
         assert recipe.corners.top_left[0].display is None  # untouched labels stay defaults
@@ -149,7 +149,7 @@ async def test_projection_uses_measured_figures_for_the_gpus_present(demo):
         screen.query_one("#gpus", Select).value = "1"
         await pilot.pause()
         assert f"on 1 x {H100}" in str(screen.query_one("#estimate", Static).render())
-        assert app.draft.recipe().generation.gpus == 1
+        assert app.draft.check().recipe.generation.gpus == 1
 
 
 async def nsynth_estimate(app) -> str:

@@ -12,13 +12,29 @@ from functools import partial
 from pathlib import Path
 
 from textual.app import App, SystemCommand
+from textual.message import Message
 from textual.screen import Screen
 
 from onss_tui.gpu import GpuProbe, probe
+from onss_tui.tui.recipe_edit import Draft, recipe_data
 from onss_tui.tui.screens.dashboard import DashboardScreen
 from onss_tui.tui.screens.environment import EnvironmentScreen
 from onss_tui.tui.screens.finish import FinishScreen
-from onss_tui.tui.screens.wizard import Draft
+from onss_tui.tui.screens.wizard import DraftSaved, DraftSaveFailed, ResumeDraft, UnsavedChanges
+
+
+class AutosaveFound(Message):
+    """A previous session's unsaved draft (read on a thread at the start)."""
+
+    def __init__(self, draft: Draft, when: float):
+        super().__init__()
+        self.draft, self.when = draft, when
+
+
+class AutosaveFailed(Message):
+    def __init__(self, error: str):
+        super().__init__()
+        self.error = error
 
 
 class OnssApp(App):
@@ -43,8 +59,22 @@ class OnssApp(App):
         from onss_tui.model.install import CHECKPOINT_URL
 
         self.checkpoint_url = checkpoint_url or CHECKPOINT_URL
+        self._autosave_lock = threading.Lock()
+        self._autosave_seq = 0  # the latest autosave asked for
+        self._autosave_done = 0  # the latest written (an older one never overwrites it)
+        self._autosave_warned = False
         self.draft = Draft(workdir=self.workdir)
         self.saved_recipe: Path | None = None
+
+    @property
+    def draft(self) -> Draft:
+        """The recipe the wizard edits; every change of it is autosaved."""
+        return self._draft
+
+    @draft.setter
+    def draft(self, draft: Draft) -> None:
+        self._draft = draft
+        draft.on_change = self.autosave
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Every key of the current screen and of the app is also a command-palette entry (ctrl+p)."""
@@ -67,6 +97,8 @@ class OnssApp(App):
         if not self.is_headless and not self.is_web and sys.__stdin__ is not None and sys.__stdin__.isatty():
             self.set_interval(1.0, self._check_terminal)
         self.push_screen(DashboardScreen(self.run_dir) if self.run_dir else EnvironmentScreen())
+        if self.run_dir is None:
+            self.run_worker(self._find_autosave, thread=True, group="autosave-read")
 
     def _check_terminal(self) -> None:
         """Leave when the terminal is gone (an SSH session dropped with SIGHUP ignored, as under
@@ -78,6 +110,113 @@ class OnssApp(App):
             # exit() may itself block writing to the dead terminal: give it a moment, then go
             threading.Timer(3.0, os._exit, (129,)).start()
             self.exit(return_code=129)
+
+    # -- unsaved work -------------------------------------------------------------------------------
+    def autosave(self, clear: bool = False, then: Callable[[], object] | None = None) -> None:
+        """Write the draft to the user state folder (on a thread) while it has unsaved changes, and
+        remove it once it has none (or with ``clear``); ``then`` runs after, on the UI thread."""
+        self._autosave_seq += 1
+        payload = None if clear or not self.draft.dirty else self.draft.to_json()
+        self.run_worker(partial(self._write_autosave, self._autosave_seq, payload, then), thread=True,
+                        group="autosave")
+
+    def _write_autosave(self, seq: int, payload: str | None, then: Callable[[], object] | None) -> None:
+        from onss_tui.tui.recipe_edit import clear_autosave, write_autosave
+
+        with self._autosave_lock:
+            if seq > self._autosave_done:
+                self._autosave_done = seq
+                try:
+                    if payload is None:
+                        clear_autosave(self.workdir)
+                    else:
+                        write_autosave(self.workdir, payload)
+                except OSError as exc:
+                    self.post_message(AutosaveFailed(f"cannot autosave the recipe: {exc}"))
+        if then is not None:
+            self.call_from_thread(then)
+
+    def on_autosave_failed(self, message: AutosaveFailed) -> None:
+        if not self._autosave_warned:  # once: every keystroke would say it again
+            self._autosave_warned = True
+            self.notify(message.error, severity="warning", timeout=10)
+
+    def _find_autosave(self) -> None:
+        from onss_tui.tui.recipe_edit import read_autosave
+
+        found = read_autosave(self.workdir)
+        if found is not None:
+            self.post_message(AutosaveFound(*found))
+
+    def on_autosave_found(self, message: AutosaveFound) -> None:
+        if self.draft.dirty:  # work started here meanwhile: the old draft stays on disk until it is replaced
+            return
+
+        def answer(choice: str | None) -> None:
+            from onss_tui.tui.screens.wizard import AudioScreen
+
+            if choice == "resume":
+                self.draft = message.draft
+                self.push_screen(AudioScreen())
+            elif choice == "discard":
+                self.autosave(clear=True)
+
+        self.push_screen(ResumeDraft(message.draft, message.when), answer)
+
+    def guard_unsaved(self, then: Callable[[], object], doing: str) -> None:
+        """``then``, once unsaved changes of the draft are saved or discarded (asked; cancel: nothing)."""
+        if not self.draft.dirty:
+            then()
+            return
+
+        def answer(choice: str | None) -> None:
+            if choice == "save":
+                self.save_draft(then=lambda _path: then())
+            elif choice == "discard":
+                self.autosave(clear=True, then=then)
+
+        self.push_screen(UnsavedChanges(self.draft.name or "my-pack", doing), answer)
+
+    async def action_quit(self) -> None:
+        """Quit; with unsaved changes, ask first (save, discard or cancel)."""
+        if isinstance(self.screen, UnsavedChanges):
+            return
+        self.guard_unsaved(self.exit, "quit")
+
+    def save_draft(self, then: Callable[[Path], object] | None = None) -> bool:
+        """Save the draft to its recipe file (on a thread), then ``then(path)``; False (and the
+        first problem shown) when it does not pass its check."""
+        check = self.draft.check()
+        if check.recipe is None:
+            first = check.problems[0].short() if check.problems else "the recipe does not pass its check"
+            self.notify(first, severity="error", timeout=10)
+            return False
+        path = self.draft.target()
+        self.run_worker(partial(self._write_recipe, path, check.text, check.recipe, recipe_data(self.draft.recipe),
+                                then), thread=True, group="save")
+        return True
+
+    def _write_recipe(self, path: Path, text: str, recipe, edited: dict, then) -> None:
+        from onss_tui.atomic import atomic_write_text
+
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, text)
+        except OSError as exc:
+            self.post_message(DraftSaveFailed(f"{path}: cannot save it ({exc.strerror or exc})"))
+            return
+        self.post_message(DraftSaved(path, text, recipe, edited, then))
+
+    def on_draft_saved(self, message: DraftSaved) -> None:
+        self.draft.after_save(message.path, message.text, message.recipe, message.edited)
+        self.saved_recipe = message.path
+        self.notify(f"saved {message.path}")
+        then = message.then
+        # the autosave is gone (or holds what changed meanwhile) before anything follows, quitting included
+        self.autosave(then=(lambda: then(message.path)) if then is not None else None)
+
+    def on_draft_save_failed(self, message: DraftSaveFailed) -> None:
+        self.notify(message.error, severity="error", timeout=10)
 
     def action_environment(self) -> None:
         self.push_screen(EnvironmentScreen())

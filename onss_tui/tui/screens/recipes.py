@@ -1,10 +1,13 @@
-"""Recipes mode: the saved recipes with their last run's state; run again, attach, edit, duplicate."""
+"""Recipes mode: the saved recipes with their last run's state; run again, attach, edit, duplicate.
+
+A recipe that fails its check opens in the wizard too, with its problems shown where they are."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from textual.app import ComposeResult
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -13,6 +16,14 @@ from onss_tui.vocab import RunStatus
 
 RUNNING: RunStatus = "running"
 INTERRUPTED: RunStatus = "interrupted"  # the state says running, but no runner holds the run's lock
+
+
+class RecipeRead(Message):
+    """A recipe file's text, read on a thread for the wizard (or why it could not be read)."""
+
+    def __init__(self, path: Path, text: str | None, problems: list[str]):
+        super().__init__()
+        self.path, self.text, self.problems = path, text, problems
 
 
 def run_state(recipe_path: Path) -> tuple[str, Path | None]:
@@ -115,7 +126,11 @@ class RecipesScreen(Screen):
         path = self.selected()
         if path is None:
             return
-        recipe = load_recipe(path)
+        try:
+            recipe = load_recipe(path)
+        except RecipeError as exc:
+            self.notify(f"{exc.problems[0]} (o opens it in the wizard, to fix it)", severity="error", timeout=10)
+            return
         n = 2
         while (self.folder() / f"{recipe.name}-{n}.yaml").exists():
             n += 1
@@ -125,12 +140,35 @@ class RecipesScreen(Screen):
         self.reload()
 
     def action_open(self) -> None:
-        """Load the recipe into the wizard's draft and open the corners step."""
-        from onss_tui.tui.screens.wizard import AudioScreen
-
+        """Open the recipe in the wizard (its first step), once unsaved changes of the draft
+        there are saved or discarded. The file is read on a thread."""
         path = self.selected()
         if path is None:
             return
-        self.app.draft.load(load_recipe(path), path.resolve().parent)
+        self.app.guard_unsaved(lambda: self.run_worker(lambda: self._read(path), thread=True, group="open"),
+                               "open another recipe")
+
+    def _read(self, path: Path) -> None:
+        from onss_tui.tui.recipe_edit import read_recipe_text
+
+        try:
+            self.post_message(RecipeRead(path, read_recipe_text(path), []))
+        except RecipeError as exc:
+            self.post_message(RecipeRead(path, None, exc.problems))
+
+    def on_recipe_read(self, message: RecipeRead) -> None:
+        from onss_tui.tui.screens.wizard import AudioScreen
+
+        problems = message.problems
+        if message.text is not None:
+            try:
+                self.app.draft.open_text(message.path, message.text)
+            except RecipeError as exc:  # not YAML, or no mapping: nothing the wizard can show
+                problems = exc.problems
+        if problems:
+            self.query_one("#detail", Static).update("\n".join(problems) + "\nFix it in an editor, then open it again.")
+            self.notify(problems[0], severity="error", timeout=10)
+            return
+        self.app.autosave()
         self.app.push_screen(AudioScreen())
 
