@@ -811,11 +811,6 @@ def cmd_audition(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clock(seconds: float) -> str:
-    h, rem = divmod(int(seconds), 3600)
-    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     run_dir = _run_dir_arg(args.run)
     if not getattr(args, "watch", False):
@@ -834,7 +829,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _status_once(run_dir: Path, as_json: bool) -> int:
-    from onss_tui.pipeline.progress import progress_of
+    from onss_tui.pipeline.progress import clock, progress_of
     from onss_tui.pipeline.rundir import STAGES, RunDir
     from onss_tui.vocab import RunStatus
 
@@ -868,9 +863,9 @@ def _status_once(run_dir: Path, as_json: bool) -> int:
     if progress.shards:
         whole += f" ({progress.shards_done}/{progress.shards} shards generated)"
     if progress.elapsed_s is not None:
-        whole += f", elapsed {_clock(progress.elapsed_s)}"
+        whole += f", elapsed {clock(progress.elapsed_s)}"
     if progress.eta_s is not None:
-        whole += f", about {_clock(progress.eta_s)} left"
+        whole += f", about {clock(progress.eta_s)} left"
     print(whole)
     if run.state_damaged():
         print(f"  {run.state_path} cannot be read (damaged); running the recipe again rebuilds it from the "

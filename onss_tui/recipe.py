@@ -38,8 +38,8 @@ NAME_MAX = 255  # bytes in one file name (ext4, tmpfs, the device's card)
 # marker, pack/done/.<pad>.bin.done.<8 random>.tmp: 19 bytes more than the pad's file name.
 PAD_NAME_MAX = NAME_MAX - len(".") - len(".done") - len(".12345678") - len(".tmp")
 
-__all__ = ["Recipe", "RecipeError", "Slurm", "slurm_time", "load_recipe", "save_recipe", "recipe_schema",
-           "import_original_settings"]
+__all__ = ["Recipe", "RecipeError", "Slurm", "slurm_time", "read_recipe_data", "load_recipe", "save_recipe",
+           "recipe_schema", "import_original_settings"]
 
 
 class RecipeError(Exception):
@@ -550,8 +550,10 @@ def _keep_text(root: yaml.Node, data: dict, path: tuple[str, ...]) -> None:
         target[path[-1]] = node.value
 
 
-def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
-    """Validate YAML text; raises RecipeError listing every problem with its position."""
+def read_recipe_data(text: str, source: str = "<recipe>") -> tuple[dict, yaml.Node | None]:
+    """The recipe text as plain data, read as every recipe is read (safe, only true/false as
+    booleans, names as text, YAML bombs and duplicate keys refused), and its root node; nothing
+    validated yet. Raises RecipeError when the text is not YAML or not a mapping."""
     try:
         loader = _RecipeLoader(text)
         try:
@@ -573,9 +575,15 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
                            "hundreds of levels down); is this the right file?"]) from None
     if not isinstance(data, dict):
         raise RecipeError([f"{source}:1:1: a recipe is a YAML mapping of keys (name, inputs, corners, pitches, ...)"])
-    positions = _positions(node) if node is not None else {}
     if node is not None:
         _keep_text(node, data, ("slurm", "time"))
+    return data, node
+
+
+def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
+    """Validate YAML text; raises RecipeError listing every problem with its position."""
+    data, node = read_recipe_data(text, source)
+    positions = _positions(node) if node is not None else {}
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:

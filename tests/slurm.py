@@ -64,6 +64,19 @@ class SlurmCluster:
         return done
 
 
+def wait_until(what: str, check, timeout: float, every: float = 0.3):
+    """Poll ``check()`` until it returns something truthy (returned); fail after ``timeout`` seconds.
+    The bound on every wait for the scheduler: no test asserts on speed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s")
+        time.sleep(every)
+
+
 def _settings() -> tuple[Path, int, int, bool]:
     folder = Path(os.environ.get("SLURM_CI_DIR", "/tmp/onss-slurm"))
     nodes = int(os.environ.get("SLURM_CI_NODES", "2"))

@@ -4,10 +4,11 @@ GPU tasks spread over two nodes, sacct, scancel. Skipped where Slurm cannot star
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.slurm import wait_until
 
 pytestmark = pytest.mark.xdist_group("slurm")
 
@@ -15,15 +16,7 @@ WAIT_S = 90.0  # the bound on every wait for the scheduler (no test asserts on s
 
 
 def _wait(what: str, check, timeout: float = WAIT_S):
-    """Poll ``check()`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.3)
+    return wait_until(what, check, timeout)
 
 
 def _queued(slurm, job: str) -> list[str]:

@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import digests, small_recipe, write_notes
+from tests.slurm import wait_until
 
 pytestmark = [pytest.mark.xdist_group("slurm"), pytest.mark.slow]
 
@@ -61,14 +61,7 @@ def events(run: Path, stream: str) -> list[dict]:
 
 
 def wait_for(what: str, check, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.5)
+    return wait_until(what, check, timeout, every=0.5)
 
 
 @pytest.fixture(autouse=True)

@@ -99,8 +99,6 @@ def _arguments(job: SlurmJob, ids: dict[str, str], array: str | None = None) -> 
             elif job.role == "finish" and "head" in ids:  # no generate task needed: after the head job
                 out.append(f"--dependency=afterany:{ids['head']}")
             continue
-        if a == "--kill-on-invalid-dep=yes" and not any(o.startswith("--dependency=") for o in out):
-            continue
         if a.startswith("--array=") and array is not None:
             out.append(f"--array={array}")
             continue

@@ -96,15 +96,20 @@ def slurm_dry_run(runner: Runner, python: str = "python") -> dict[str, Any]:
     return report
 
 
-def slurm_dry_run_text(report: dict[str, Any]) -> str:
-    slurm = report["slurm"]
+def _head(report: dict[str, Any], what: str) -> list[str]:
+    """The first lines of both dry runs' text: what was checked and the notes' warnings."""
     lines = [
-        f"Dry run of {report['recipe']!r} on Slurm: nothing was submitted or written.",
+        f"Dry run of {report['recipe']!r}{what}",
         f"  run folder    {report['run_folder']}" + ("" if report["run_folder_exists"] else " (would be created)"),
         f"  notes         {report['notes']} found and readable" +
         (f", {len(report['warnings'])} warnings" if report["warnings"] else ""),
     ]
-    lines += [f"    warning: {w}" for w in report["warnings"]]
+    return lines + [f"    warning: {w}" for w in report["warnings"]]
+
+
+def slurm_dry_run_text(report: dict[str, Any]) -> str:
+    slurm = report["slurm"]
+    lines = _head(report, " on Slurm: nothing was submitted or written.")
     lines += [f"  engine        {report['engine']}: {report['sounds']:,} unique sounds",
               f"  batch_size    {report['batch_size']}",
               f"  plan          {report['planned']}",
@@ -148,13 +153,7 @@ def dry_run_text(report: dict[str, Any]) -> str:
     est = report["estimates"]
     disk = sum(est["disk_bytes"].values())
     free = f", {_mb(est['free_bytes'])} free there" if est.get("free_bytes") is not None else ""
-    lines = [
-        f"Dry run of {report['recipe']!r}: nothing was run or written.",
-        f"  run folder    {report['run_folder']}" + ("" if report["run_folder_exists"] else " (would be created)"),
-        f"  notes         {report['notes']} found and readable" +
-        (f", {len(report['warnings'])} warnings" if report["warnings"] else ""),
-    ]
-    lines += [f"    warning: {w}" for w in report["warnings"]]
+    lines = _head(report, ": nothing was run or written.")
     lines += [
         f"  engine        {report['engine']}: {report['sounds']:,} unique sounds"
         + (f", {report['pads']} pad file(s)" if "pads" in report else ""),

@@ -13,9 +13,16 @@ from typing import Any
 
 from onss_tui.pipeline.rundir import STAGES, RunDir
 
-__all__ = ["Progress", "progress_of"]
+__all__ = ["Progress", "progress_of", "clock"]
 
 BEFORE, GENERATE, AFTER = 5.0, 85.0, 10.0
+
+
+def clock(seconds: float) -> str:
+    """H:MM:SS, or M:SS under an hour."""
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 @dataclass

@@ -59,29 +59,7 @@ def load_data(text: str, source: str = "<recipe>") -> dict:
     """The mapping a recipe's text holds, read exactly as :func:`parse_recipe` reads it (YAML 1.2
     booleans, names as text, YAML bombs and duplicate keys refused), before validation. Raises
     RecipeError when the text is not YAML or not a mapping."""
-    try:
-        loader = _recipe._RecipeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = None
-            if node is not None:
-                _recipe._check_expansion(node, text, source)
-                _recipe._check_duplicate_keys(node, source)
-                _recipe._names_as_text(node)
-                data = loader.construct_document(node)
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise RecipeError([f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
-    except RecursionError:
-        raise RecipeError([f"{source}: nested too deeply to be a recipe"]) from None
-    if not isinstance(data, dict):
-        raise RecipeError([f"{source}:1:1: a recipe is a YAML mapping of keys (name, inputs, corners, pitches, ...)"])
-    if node is not None:
-        _recipe._keep_text(node, data, ("slurm", "time"))
-    return data
+    return _recipe.read_recipe_data(text, source)[0]
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

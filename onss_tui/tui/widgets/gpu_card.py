@@ -7,6 +7,9 @@ from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, Sparkline
 
 from onss_tui.gpu import GpuInfo
+from onss_tui.pipeline.progress import clock
+
+__all__ = ["GpuCard", "rate_text", "eta_text", "clock"]
 
 
 def rate_text(rate: float) -> str:
@@ -16,13 +19,6 @@ def rate_text(rate: float) -> str:
     if rate >= 1e4:
         return f"{rate / 1e3:.1f}k/s"
     return f"{rate:,.0f}/s"
-
-
-def clock(seconds: float) -> str:
-    """H:MM:SS, or M:SS under an hour."""
-    h, rem = divmod(int(seconds), 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def eta_text(seconds: float | None) -> str:
