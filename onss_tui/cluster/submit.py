@@ -240,6 +240,7 @@ def follow(run_path: Path, listener: Listener, poll_s: float = 2.0, since_now: b
             listener(e)
         status = run.state().status
         if status == "done":
+            _until_gone(run, poll_s)  # (the finish job writes "done", then still has to exit)
             return "done"
         record = read_record(run.path)
         try:
@@ -261,6 +262,21 @@ def follow(run_path: Path, listener: Listener, poll_s: float = 2.0, since_now: b
         else:
             gone_polls = 0
         time.sleep(poll_s)
+
+
+def _until_gone(run: RunDir, poll_s: float, patience_s: float = STOP_WAIT_S) -> None:
+    """Wait (a bounded time) until the run's jobs have left the queue: a --wait that returns leaves
+    no job of the run behind it."""
+    record = read_record(run.path)
+    ids = record.job_ids() if record else []
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        try:
+            if not _alive(ids):
+                return
+        except scheduler.SlurmError:
+            pass
+        time.sleep(min(poll_s, 0.5))
 
 
 def stop(run_path: Path) -> list[str]:
