@@ -23,12 +23,12 @@ def in_main_thread() -> bool:
     """Python runs signal handlers, and lets them be set, only in the main thread."""
     return threading.current_thread() is threading.main_thread()
 
-HELD = (signal.SIGINT, signal.SIGTERM)
+HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends, then deliver what came (main thread only:
+    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver what came (main thread only:
     elsewhere Python runs no signal handlers anyway)."""
     if not in_main_thread():
         yield

@@ -24,7 +24,7 @@ def _job(src: str, dst: str) -> None:
 
 def run(ctx: StageContext) -> dict:
     shards, jobs = shard_jobs(ctx, "clean", "pack", "rows")
-    parallel(_job, jobs, ctx.plan.cpu_workers)
+    parallel(_job, jobs, ctx.plan.cpu_workers, ctx.run.path / "logs" / "pack-pool.log")
     pack_dir = ctx.stage_dir("pack")
     written = pads.build_pads(ctx.run.pad_rows(), [s.model_dump() for s in shards], pack_dir, ctx.run.pads_dir,
                               pack_dir / "done", progress=lambda d, t: ctx.emit("pack", "progress", done=d, total=t))
