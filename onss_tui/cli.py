@@ -1217,8 +1217,11 @@ def environment() -> dict:
     try:
         import soundfile as sf
 
-        mp3 = "MP3" in sf.available_formats()
-        env["audio"] = {"libsndfile": sf.__libsndfile_version__, "mp3": mp3}
+        from onss_tui.pipeline.clean import mp3_unavailable
+
+        why = mp3_unavailable()  # (what the clean stage checks: the formats, then a test write)
+        env["audio"] = {"libsndfile": sf.__libsndfile_version__, "soundfile": sf.__version__, "mp3": why is None,
+                        "mp3_problem": why}
     except Exception as exc:  # noqa: BLE001 (libsndfile missing: no audio at all)
         env["audio"] = {"libsndfile": None, "mp3": False, "problem": str(exc)}
     env["audio"]["ffmpeg"] = shutil.which("ffmpeg")
@@ -1253,10 +1256,11 @@ def cmd_env(args: argparse.Namespace) -> int:
     if au["libsndfile"] is None:
         print(f"audio       libsndfile not usable: {au.get('problem')}")
     else:
-        print(f"audio       libsndfile {au['libsndfile']}: " +
-              ("MP3 supported (clean: mp3 works)" if au["mp3"] else
-               "NO MP3 support: a recipe's clean: {mode: mp3} fails; use libsndfile 1.1 or later, or "
-               "clean: {mode: lowpass}"))
+        from onss_tui.pipeline.stages.clean import MP3_FIX
+
+        print(f"audio       libsndfile {au['libsndfile']} (soundfile {au['soundfile']}): " +
+              ("MP3 works (clean: mp3)" if au["mp3"] else
+               f"NO MP3: {au['mp3_problem']}; a recipe's clean: {{mode: mp3}} is refused. {MP3_FIX}"))
     print(f"ffmpeg      {au['ffmpeg']}" if au["ffmpeg"] else
           "ffmpeg      not on PATH (only needed to convert notes onss does not read, e.g. .m4a)")
     return 0

@@ -373,7 +373,7 @@ def test_env_shows_what_the_environment_screen_shows_without_the_ui_libraries(tm
     assert env["slurm"]["available"] == (shutil.which("sbatch") is not None)
     import soundfile
 
-    assert env["audio"]["mp3"] == ("MP3" in soundfile.available_formats())
+    assert env["audio"]["mp3"] == ("MP3" in soundfile.available_formats()) and env["audio"]["mp3_problem"] is None
     code = ("import sys, io, contextlib\nfrom onss_tui.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n    main(['env', '--json'])\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))")

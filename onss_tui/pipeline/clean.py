@@ -25,7 +25,7 @@ from onss_tui.signals import deferred
 LOWPASS_HZ = 5850.0
 SAMPLE_RATE = 16000
 
-__all__ = ["declick", "normalize", "mp3_round_trip", "lowpass", "clean_sound", "clean_shard"]
+__all__ = ["declick", "normalize", "mp3_round_trip", "mp3_unavailable", "lowpass", "clean_sound", "clean_shard"]
 
 
 def declick(audio: np.ndarray) -> np.ndarray:
@@ -67,6 +67,30 @@ def mp3_round_trip(audio: np.ndarray) -> np.ndarray:
         buf.seek(0)
         out, _ = sf.read(buf, dtype="float32")
     return out
+
+
+def mp3_unavailable() -> str | None:
+    """Why this soundfile and libsndfile cannot make :func:`mp3_round_trip`, or None where they can.
+
+    libsndfile writes MP3 from 1.1.0 on, where it was built with LAME and mpg123 (soundfile's wheels
+    bundle such a build); soundfile passes the encoder settings used here from 0.13.0 on. Both are
+    checked by what they do: the formats libsndfile lists, then a round trip of a few samples in memory.
+    """
+    try:
+        has_mp3 = "MP3" in sf.available_formats()
+    except Exception as exc:  # (a libsndfile that cannot list its formats is no better)
+        return f"libsndfile {_libsndfile_version()} cannot list its formats ({exc})"
+    if not has_mp3:
+        return f"libsndfile {_libsndfile_version()} has no MP3 format"
+    try:
+        mp3_round_trip(np.zeros(SAMPLE_RATE // 100, np.float32))
+    except Exception as exc:  # TypeError: a soundfile before 0.13; soundfile.LibsndfileError; ...
+        return f"a test MP3 write failed ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _libsndfile_version() -> str:
+    return f"{getattr(sf, '__libsndfile_version__', '(version unknown)')} (soundfile {sf.__version__})"
 
 
 def _lowpass_kernel(cutoff: float = LOWPASS_HZ, taps: int = 255) -> np.ndarray:

@@ -28,6 +28,7 @@ def _checked(runner: Runner) -> dict[str, Any]:
     recipe, run = runner.recipe, runner.run
     runner._check_paths(create=False)
     runner.check_recipe_unchanged()
+    runner.check_tools()
     keys, _, _, warnings = read_notes(recipe, Path(recipe.inputs))
     state = run.state()
     done = [s for s in STAGES if state.stage(s).status == "done"]

@@ -168,9 +168,18 @@ class Runner:
             raise RunError(f"{out}: cannot write the run folder ({exc.strerror}). "
                            "Set 'output' to a writable folder.") from None
 
+    def check_tools(self) -> None:
+        """What the stages to come need of this installation, refused now rather than after hours of
+        generation: the clean mode mp3 needs a libsndfile that writes MP3 (clean checks it again)."""
+        if self.recipe.clean.mode == "mp3" and self.run.state().stage("clean").status != "done":
+            from onss_tui.pipeline.stages.clean import check_mp3
+
+            check_mp3()
+
     def preflight(self) -> planning.Layout | None:
-        """What can be refused before any work (GPUs the machine lacks, kernels that cannot run);
-        a resumed run keeps its plan and checks nothing again."""
+        """What can be refused before any work (an installation that cannot make the pack, GPUs the
+        machine lacks, kernels that cannot run); a resumed run keeps its plan and checks no GPU again."""
+        self.check_tools()
         if self.run.has_plan():
             return None
         return planning.lay_out(self.recipe, self.machine)
