@@ -11,7 +11,7 @@ from onss_tui.pipeline.demo import make_demo
 from onss_tui.pipeline.rundir import RunDir
 from onss_tui.recipe import load_recipe
 from onss_tui.tui.recipe_edit import autosave_path
-from onss_tui.tui.screens import wizard
+from onss_tui.tui.screens import review
 from onss_tui.tui.screens.dashboard import DashboardScreen
 from onss_tui.tui.screens.environment import EnvironmentScreen
 from onss_tui.tui.screens.wizard import (
@@ -207,7 +207,7 @@ async def test_run_on_slurm_saves_submits_and_opens_the_dashboard(tmp_path, monk
         return SlurmResult(True, "Submitted to Slurm: head 101, generate 102, finish 103 (generate tasks 0-1)",
                            run.path)
 
-    monkeypatch.setattr(wizard, "submit_to_slurm", submit)
+    monkeypatch.setattr(review, "submit_to_slurm", submit)
     app = app_for(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await open_in_wizard(pilot)
