@@ -30,7 +30,7 @@ from onss_tui.recipe import Recipe, recipe_yaml
 from onss_tui.vocab import AUTO, Engine, Kernels, Precision
 
 __all__ = ["PlanError", "Cluster", "Machine", "Shard", "Executor", "Estimates", "Measurement", "RunPlan", "Layout",
-           "lay_out", "decide", "make_shards", "recipe_digest"]
+           "lay_out", "decide", "make_shards", "recipe_digest", "stage_recipe_digest", "LATE_SECTIONS"]
 
 PLAN_VERSION = 1
 PREVIEW_BATCH = 64  # sounds a preview shard morphs at once (CPU, no memory limit to speak of)
@@ -195,6 +195,21 @@ class RunPlan(_Frozen):
 def recipe_digest(recipe: Recipe) -> str:
     """What a run's outputs depend on: the recipe but its ``slurm:`` section (where it runs, not what)."""
     return hashlib.sha256(recipe_yaml(recipe.model_copy(update={"slurm": None})).encode()).hexdigest()
+
+
+# Recipe sections that only a late stage reads, and that stage: a change of one redoes that stage and
+# those after it, and keeps the earlier ones (a new clean mode does not generate again).
+LATE_SECTIONS = {"clean": "clean", "device": "settings"}
+
+
+def stage_recipe_digest(recipe: Recipe, stage: str) -> str:
+    """What ``stage``'s outputs depend on in the recipe: :func:`recipe_digest` with the sections
+    that only later stages read set to their defaults."""
+    from onss_tui.pipeline.rundir import STAGES
+
+    later = {section: type(getattr(recipe, section))() for section, first in LATE_SECTIONS.items()
+             if STAGES.index(stage) < STAGES.index(first)}
+    return recipe_digest(recipe.model_copy(update=later))
 
 
 def make_shards(n_sounds: int, shard_size: int, workers: int) -> list[Shard]:
@@ -464,7 +479,7 @@ def decide(recipe: Recipe, machine: Machine, layout: Layout, clips: np.ndarray |
             emit("supervisor", "kernels", chosen=kernels, gpu=first, **details)
     shards = make_shards(layout.sounds, batch, len(layout.executors))
     return RunPlan(
-        recipe_sha256=recipe_digest(recipe), engine=recipe.engine, precision=precision,  # type: ignore[arg-type]
+        recipe_sha256=stage_recipe_digest(recipe, "plan"), engine=recipe.engine, precision=precision,  # type: ignore[arg-type]
         kernels=kernels,  # type: ignore[arg-type]
         batch_size=batch, encode_batch=ENCODE_BATCH["cuda" if first is not None else "cpu"],
         checkpoint=str(checkpoint) if recipe.engine == "nsynth" else None, seed=g.seed,

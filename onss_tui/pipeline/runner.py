@@ -107,6 +107,7 @@ class Runner:
                  cluster: planning.Cluster | None = None):
         self.recipe = resolved_recipe(recipe, base)
         self.run = RunDir(recipe_path_output(self.recipe))
+        self.changed_sections: list[str] = []  # late recipe sections changed since the run folder was made
         self.listener = listener
         self.device = device
         self.cpu_workers = cpu_workers
@@ -243,7 +244,12 @@ class Runner:
                     if stages is not None and stage not in stages and STAGES.index(stage) > STAGES.index(stages[-1]):
                         break
                     st = self.run.state().stage(stage)
-                    consumed = integrity.consumed_digest(recipe_sha, earlier, sources if stage == "prepare" else None)
+                    read = sources if stage == "prepare" else None
+                    mine = planning.stage_recipe_digest(self.recipe, stage)  # (the recipe as this stage reads it)
+                    consumed = integrity.consumed_digest(mine, earlier, read)
+                    if st.consumed not in (None, consumed) and \
+                            st.consumed == integrity.consumed_digest(recipe_sha, earlier, read):
+                        consumed = st.consumed  # recorded by an onss that keyed each stage on the whole recipe
                     if stages is not None and stage not in stages:  # an earlier job's: it must be done, and current
                         stale = integrity.check_stage(self.run, st, consumed) if st.status == "done" else \
                             integrity.Stale("it has not finished", False)
@@ -286,6 +292,9 @@ class Runner:
     def _redo(self, stage: str, st: StageState, stale: integrity.Stale, sources: dict) -> None:
         """A finished (or started) stage runs again: say why; stale outputs of changed inputs go."""
         reason = stale.reason
+        first = [s for s in self.changed_sections if planning.LATE_SECTIONS[s] == stage]
+        if stale.changed and first:
+            reason = f"the recipe's {' and '.join(first)} settings changed"
         if stage == "prepare" and stale.changed:
             names = integrity.changed_sources(st.sources, sources)
             if names:
@@ -396,14 +405,21 @@ class Runner:
                 old = parse_recipe(stored.read_text(), str(stored))
             except Exception:
                 old = None
-            # (the slurm: section says where the run goes, not what it makes: it may change)
+            # (the slurm: section says where the run goes, not what it makes: it may change; so may the
+            # sections only late stages read: those stages are redone, the earlier ones kept)
             if old is not None and _what(old) != _what(self.recipe):
                 raise RunError(f"{self.run.path}: this run folder was made by a different recipe "
-                               f"({stored}). Set another 'output' in the recipe, or delete the folder to start over.")
+                               f"({stored}). Set another 'output' in the recipe, or delete the folder to start over. "
+                               f"(Only the {' and '.join(planning.LATE_SECTIONS)} settings may change in a started "
+                               "run.)")
+            if old is not None:
+                self.changed_sections = [s for s in planning.LATE_SECTIONS
+                                         if getattr(old, s) != getattr(self.recipe, s)]
 
 
 def _what(recipe: Recipe) -> Recipe:
-    return recipe.model_copy(update={"slurm": None})
+    """What must not change in a started run: all but the slurm section and the late sections."""
+    return recipe.model_copy(update={"slurm": None, **{s: type(getattr(recipe, s))() for s in planning.LATE_SECTIONS}})
 
 
 class stop_on_signals:

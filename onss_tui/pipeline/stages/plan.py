@@ -26,7 +26,9 @@ def _kept(ctx: StageContext) -> planning.RunPlan | None:
         plan = ctx.run.plan()
     except (OSError, ValueError):
         return None
-    return plan if plan.recipe_sha256 == planning.recipe_digest(ctx.recipe) else None
+    # (and what an older onss wrote: the whole recipe's digest)
+    digests = (planning.stage_recipe_digest(ctx.recipe, "plan"), planning.recipe_digest(ctx.recipe))
+    return plan if plan.recipe_sha256 in digests else None
 
 
 def run(ctx: StageContext) -> dict:
