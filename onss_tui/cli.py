@@ -780,9 +780,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         run = RunDir(e.run)
         state = run.state()
         done = sum(1 for s in STAGES if state.stage(s).status == "done")
-        status = state.status or "not started"
-        if status == "running" and not e.slurm and not run.locked_by():
-            status = "interrupted"
+        status = run.status_now(slurm=e.slurm)
         rows.append({"name": e.name, "status": status, "stages_done": done, "stages": len(STAGES),
                      "run": e.run, "recipe": e.recipe, "slurm": e.slurm, "updated": e.updated})
     if args.json:
@@ -1185,84 +1183,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # onss env
 
 
-def environment() -> dict:
-    """What the wizard's environment screen shows, and what a run needs: python, torch and CUDA, the
-    GPUs (NVML), the checkpoint, Slurm's sbatch, MP3 support (libsndfile) and ffmpeg. Never raises."""
-    import platform
-    import shutil
-
-    from onss_tui import __version__
-    from onss_tui.gpu import probe
-    from onss_tui.model.install import checkpoint_info
-
-    env: dict = {"onss": __version__, "python": {"version": platform.python_version(), "executable": sys.executable}}
-    try:
-        import torch
-
-        cuda = torch.cuda.is_available()
-        env["torch"] = {"version": torch.__version__, "cuda": torch.version.cuda, "cuda_available": cuda,
-                        "cuda_devices": torch.cuda.device_count() if cuda else 0}
-    except Exception as exc:  # noqa: BLE001 (not installed, or a broken install: said, not raised)
-        env["torch"] = {"version": None, "problem": f"{type(exc).__name__}: {exc}"}
-    gpus = probe()
-    env["gpus"] = {"driver": gpus.driver, "cuda_driver": gpus.cuda_driver, "problem": gpus.problem,
-                   "summary": gpus.summary(), "devices": [g.__dict__ for g in gpus.gpus]}
-    try:
-        info = checkpoint_info(verify=False)
-        env["checkpoint"] = {"prefix": str(info.prefix), "installed": info.installed, "problem": info.problem}
-    except Exception as exc:  # noqa: BLE001
-        env["checkpoint"] = {"prefix": None, "installed": False, "problem": str(exc)}
-    sbatch = shutil.which("sbatch")
-    env["slurm"] = {"sbatch": sbatch, "available": sbatch is not None}
-    try:
-        import soundfile as sf
-
-        from onss_tui.pipeline.clean import mp3_unavailable
-
-        why = mp3_unavailable()  # (what the clean stage checks: the formats, then a test write)
-        env["audio"] = {"libsndfile": sf.__libsndfile_version__, "soundfile": sf.__version__, "mp3": why is None,
-                        "mp3_problem": why}
-    except Exception as exc:  # noqa: BLE001 (libsndfile missing: no audio at all)
-        env["audio"] = {"libsndfile": None, "mp3": False, "problem": str(exc)}
-    env["audio"]["ffmpeg"] = shutil.which("ffmpeg")
-    return env
-
-
 def cmd_env(args: argparse.Namespace) -> int:
+    from onss_tui.environment import environment, environment_lines
+
     env = environment()
     if args.json:
         print(json.dumps(env, indent=2))
         return 0
-    py, t, g, ck, sl, au = env["python"], env["torch"], env["gpus"], env["checkpoint"], env["slurm"], env["audio"]
-    print(f"onss        {env['onss']}")
-    print(f"python      {py['version']}  ({py['executable']})")
-    if t.get("version") is None:
-        print(f"torch       not usable: {t.get('problem')}")
-    else:
-        cuda = (f"CUDA {t['cuda']}, {t['cuda_devices']} device(s)" if t["cuda_available"] else
-                f"no CUDA ({'CUDA ' + t['cuda'] + ' build, no usable GPU' if t['cuda'] else 'a CPU build'})")
-        print(f"torch       {t['version']}: {cuda}")
-    print(f"GPUs        {g['summary']}" + (f"; CUDA driver {g['cuda_driver']}" if g["cuda_driver"] else ""))
-    for d in g["devices"]:
-        print(f"  {d['index']}  {d['name']}  {d['memory_used'] / 2**30:.1f}/{d['memory_total'] / 2**30:.0f} GiB, "
-              f"{d['utilization']}% load, {d['temperature']}°C, {d['power']:.0f} W")
-    if ck["installed"]:
-        print(f"checkpoint  {ck['prefix']}" + (f"  ({ck['problem']}; check it: onss model info)" if ck["problem"]
-                                               else "  (onss model info verifies it)"))
-    else:
-        print(f"checkpoint  not installed (at {ck['prefix']}): onss model download")
-    print(f"slurm       sbatch at {sl['sbatch']}: onss run RECIPE --slurm can submit" if sl["available"] else
-          "slurm       no sbatch on PATH: runs are local (onss run RECIPE --slurm needs Slurm)")
-    if au["libsndfile"] is None:
-        print(f"audio       libsndfile not usable: {au.get('problem')}")
-    else:
-        from onss_tui.pipeline.stages.clean import MP3_FIX
-
-        print(f"audio       libsndfile {au['libsndfile']} (soundfile {au['soundfile']}): " +
-              ("MP3 works (clean: mp3)" if au["mp3"] else
-               f"NO MP3: {au['mp3_problem']}; a recipe's clean: {{mode: mp3}} is refused. {MP3_FIX}"))
-    print(f"ffmpeg      {au['ffmpeg']}" if au["ffmpeg"] else
-          "ffmpeg      not on PATH (only needed to convert notes onss does not read, e.g. .m4a)")
+    print("\n".join(environment_lines(env)))
     return 0
 
 

@@ -64,3 +64,13 @@ def fake_gpus(count: int = 4) -> RecordingMachine:
     from onss_tui.gpu import fake_probe
 
     return RecordingMachine(fake_probe(count), cuda=True, cpu_count=2)
+
+
+async def recipes_listed(pilot, lists: int = 1) -> None:
+    """Wait until the recipes screen has shown its list (read on a thread) ``lists`` times."""
+    for _ in range(400):
+        if getattr(pilot.app.screen, "listed", 0) >= lists:
+            break
+        await pilot.pause(0.02)
+    assert getattr(pilot.app.screen, "listed", 0) >= lists, "the recipes screen listed nothing"
+    await pilot.pause()

@@ -16,6 +16,7 @@ from onss_tui.pipeline.demo import make_demo
 from onss_tui.pipeline.rundir import RunDir
 from onss_tui.pipeline.runner import Runner
 from onss_tui.tui.app import create_app
+from tests.helpers import recipes_listed
 
 # Paths show on some screens, so the pictures are made in one fixed folder (and, under
 # pytest-xdist, by one worker).
@@ -47,6 +48,8 @@ def app_for(work, gpus=2, **kw):
     kw.setdefault("torch_status", lambda: "torch 2.13.0: CUDA 13.0, 2 device(s)" if gpus else "torch 2.13.0: no CUDA")
     kw.setdefault("checkpoint_status", lambda: "checkpoint: not installed (press d, or run onss model download)")
     kw.setdefault("disk_free", lambda folder: 52_300_000_000)
+    kw.setdefault("tools_status", lambda: "slurm: no sbatch on PATH: runs are local (onss run RECIPE --slurm needs "
+                  "Slurm)\naudio: libsndfile 1.2.2 (soundfile 0.14.0): MP3 works (clean: mp3)")
     kw.setdefault("bench_results", lambda: [{"device": "NVIDIA H100 80GB HBM3",
                                              "runs": [{"precision": "bf16", "batch": 4096, "samples_per_s": 3.1e6}]}])
     return create_app(probe_fn=probe, workdir=work, **kw)
@@ -138,7 +141,11 @@ def test_finish(snap_compare, work):
 
 
 def test_recipes(snap_compare, work):
-    assert snap_compare(app_for(work), terminal_size=SIZE, press=["ctrl+o"])
+    async def go(pilot):
+        await pilot.press("ctrl+o")
+        await recipes_listed(pilot)
+
+    assert snap_compare(app_for(work), terminal_size=SIZE, run_before=go)
 
 
 def test_stop_confirmation(snap_compare, work):

@@ -12,6 +12,7 @@ from onss_tui.pipeline.rundir import RunDir
 from onss_tui.pipeline.runner import Runner
 from onss_tui.tui.app import create_app
 from onss_tui.tui.screens.dashboard import DashboardScreen
+from tests.helpers import recipes_listed
 
 SIZE = (80, 24)
 
@@ -207,6 +208,7 @@ async def test_recipes_mode_lists_runs_and_duplicates(tmp_path, finished_run):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+o")
         await pilot.pause()
+        await recipes_listed(pilot)
         screen = app.screen
         assert isinstance(screen, RecipesScreen)
         table = screen.query_one("#recipes", DataTable)
@@ -218,6 +220,7 @@ async def test_recipes_mode_lists_runs_and_duplicates(tmp_path, finished_run):
         assert isinstance(app.screen, DashboardScreen) and app.screen.run.path == finished_run
         await pilot.press("ctrl+o")
         await pilot.pause()
+        await recipes_listed(pilot)
         await pilot.press("down", "c")
         await pilot.pause()
         assert load_recipe(recipes / "demo-2.yaml").name == "demo-2"

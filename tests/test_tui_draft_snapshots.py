@@ -12,6 +12,7 @@ import pytest
 
 from onss_tui.pipeline.demo import make_demo
 from onss_tui.tui.recipe_edit import Draft, write_autosave
+from tests.helpers import recipes_listed
 from tests.test_snapshots import app_for, steady_cursors  # noqa: F401  (the fixture, for these pictures too)
 from tests.test_tui_recipe_edit import BROKEN
 
@@ -31,6 +32,7 @@ def work():
 async def open_first_recipe(pilot):
     await pilot.press("ctrl+o")
     await pilot.pause()
+    await recipes_listed(pilot)
     await pilot.press("o")
     for _ in range(100):
         await pilot.pause(0.05)

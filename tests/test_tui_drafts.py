@@ -23,6 +23,7 @@ from onss_tui.tui.screens.wizard import (
     SlurmResult,
     UnsavedChanges,
 )
+from tests.helpers import recipes_listed
 from tests.test_tui_recipe_edit import SIZE, app_for, open_in_wizard, settle, to_review
 
 
@@ -141,6 +142,7 @@ async def test_opening_another_recipe_over_unsaved_changes_asks(tmp_path):
         await to_corners_with_a_change(pilot)
         await pilot.press("ctrl+o")
         await pilot.pause()
+        await recipes_listed(pilot)
         await pilot.press("o")
         await pilot.pause()
         assert isinstance(app.screen, UnsavedChanges)

@@ -17,6 +17,7 @@ from onss_tui.tui.app import create_app
 from onss_tui.tui.recipe_edit import Draft, lenient_recipe, load_data, recipe_data
 from onss_tui.tui.screens.recipes import RecipesScreen
 from onss_tui.tui.screens.wizard import AudioScreen, CornersScreen, GridScreen, ReviewScreen
+from tests.helpers import recipes_listed
 
 SIZE = (80, 24)
 NAMES = ["bell", "pluck", "saw", "sine"]  # the demo's instruments, at PITCHES
@@ -193,6 +194,7 @@ def test_an_edited_recipe_keeps_comments_and_order_where_nothing_changed(tmp_pat
 async def open_in_wizard(pilot, row: int = 0):
     await pilot.press("ctrl+o")
     await pilot.pause()
+    await recipes_listed(pilot)
     assert isinstance(pilot.app.screen, RecipesScreen)
     table = pilot.app.screen.query_one("#recipes", DataTable)
     table.move_cursor(row=row)
@@ -386,6 +388,7 @@ async def test_a_recipe_that_is_not_yaml_is_a_message_not_a_crash(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+o")
         await pilot.pause()
+        await recipes_listed(pilot)
         await pilot.press("o")
         await settle(pilot)
         assert isinstance(app.screen, RecipesScreen)

@@ -17,6 +17,7 @@ from onss_tui.tui.screens.environment import EnvironmentScreen
 from onss_tui.tui.screens.finish import FinishScreen
 from onss_tui.tui.screens.recipes import RecipesScreen
 from onss_tui.tui.screens.wizard import AudioScreen, AudioTree, CornersScreen, GridScreen, ReviewScreen
+from tests.helpers import recipes_listed
 
 SIZE = (80, 24)
 H100 = "NVIDIA H100 80GB HBM3"
@@ -117,6 +118,7 @@ async def test_recipe_labels_load_into_the_wizard(demo):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+o")
         await pilot.pause()
+        await recipes_listed(pilot)
         assert isinstance(app.screen, RecipesScreen)
         await pilot.press("o")
         await pilot.pause()
@@ -215,7 +217,7 @@ async def test_every_key_has_a_palette_entry_and_the_palette_runs_it(demo):
         await pilot.pause()
         assert isinstance(app.screen, RecipesScreen)
         titles = {c.title for c in app.get_system_commands(app.screen)}
-        assert {"Run / resume", "Attach", "Duplicate", "Edit in wizard"} <= titles
+        assert {"Run / resume", "Attach", "Duplicate", "Edit"} <= titles
 
 
 async def until_highlighted(pilot, title):
@@ -330,6 +332,7 @@ async def test_recipes_mode_lists_runs_started_from_recipes_kept_elsewhere(tmp_p
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+o")
         await pilot.pause()
+        await recipes_listed(pilot)
         table = app.screen.query_one("#recipes", DataTable)
         rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
         assert rows == [["runs/solo", "preview", "done"]]

@@ -218,6 +218,15 @@ class RunDir:
         finally:
             os.close(fd)  # closing releases the flock, also when the process dies
 
+    def status_now(self, slurm: bool = False) -> str:
+        """The run's status as a reader should see it: ``not started`` without a state, ``interrupted``
+        where the state says running but no runner holds the lock (a Slurm run's jobs hold it
+        elsewhere: ``slurm`` trusts the state)."""
+        status = (self.state().status if self.state_path.is_file() else None) or "not started"
+        if status == "running" and not slurm and not self.locked_by():
+            return "interrupted"
+        return status
+
     def locked_by(self) -> int | None:
         """The pid holding the lock, or None when no runner is active."""
         path = self.path / "lock"

@@ -12,8 +12,9 @@ from functools import partial
 from pathlib import Path
 
 from textual.app import App, SystemCommand
+from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from onss_tui.gpu import GpuProbe, probe
 from onss_tui.tui.recipe_edit import Draft, recipe_data
@@ -41,19 +42,27 @@ class OnssApp(App):
     TITLE = "onss"
     SUB_TITLE = "Open NSynth Super studio"
     CSS_PATH = "onss.tcss"
-    BINDINGS = [("q", "quit", "Quit"), ("e", "environment", "Environment"), ("ctrl+o", "recipes", "Recipes")]
+    BINDINGS = [
+        # one line in the keys panel for both quit keys (textual's own ctrl+q repeats "Quit" as its tooltip)
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True, tooltip="(asks first if the recipe is unsaved)"),
+        Binding("q", "quit", "Quit", tooltip="(asks first if the recipe is unsaved)"),
+        ("e", "environment", "Environment"), ("ctrl+o", "recipes", "Recipes"),
+        Binding("escape", "hide_keys", "Close the keys panel", show=False),
+    ]
 
     def __init__(self, probe_fn: Callable[[], GpuProbe] = probe, workdir: Path | None = None,
                  run_dir: Path | None = None, torch_status: Callable[[], str] | None = None,
                  checkpoint_status: Callable[[], str] | None = None,
                  bench_results: Callable[[], list[dict]] | None = None,
-                 disk_free: Callable[[Path], int] | None = None, checkpoint_url: str | None = None):
+                 disk_free: Callable[[Path], int] | None = None, checkpoint_url: str | None = None,
+                 tools_status: Callable[[], str] | None = None):
         super().__init__()
         self.probe = probe_fn
         self.workdir = workdir or Path.cwd()
         self.run_dir = run_dir
         self.torch_status = torch_status or _torch_status
         self.checkpoint_status = checkpoint_status or _checkpoint_status
+        self.tools_status = tools_status or _tools_status
         self.bench_results = bench_results or _bench_results
         self.disk_free = disk_free or (lambda folder: shutil.disk_usage(folder).free)
         from onss_tui.model.install import CHECKPOINT_URL
@@ -218,6 +227,30 @@ class OnssApp(App):
     def on_draft_save_failed(self, message: DraftSaveFailed) -> None:
         self.notify(message.error, severity="error", timeout=10)
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "hide_keys":  # escape is the screens' own (back, cancel) unless the panel is open
+            return self._keys_panel() is not None
+        if action in ("environment", "recipes"):  # not offered where it is already shown (under a dialog too)
+            from onss_tui.tui.screens.recipes import RecipesScreen
+
+            shown = next((s for s in reversed(self.screen_stack) if not isinstance(s, ModalScreen)), None)
+            return not isinstance(shown, EnvironmentScreen if action == "environment" else RecipesScreen)
+        return True
+
+    def _keys_panel(self):
+        from textual.css.query import NoMatches
+        from textual.widgets import HelpPanel
+
+        try:
+            return self.screen.query_one(HelpPanel)
+        except NoMatches:
+            return None
+
+    def action_hide_keys(self) -> None:
+        panel = self._keys_panel()
+        if panel is not None:
+            panel.remove()
+
     def action_environment(self) -> None:
         self.push_screen(EnvironmentScreen())
 
@@ -262,6 +295,13 @@ def _checkpoint_status() -> str:
     if not info.installed:
         return "checkpoint: not installed (press d, or run onss model download)"
     return f"checkpoint: {info.prefix}" + (f" ({info.problem})" if info.problem else "")
+
+
+def _tools_status() -> str:
+    """Slurm and MP3, as ``onss env`` says them."""
+    from onss_tui.environment import audio_status, slurm_status
+
+    return f"{slurm_status()}\n{audio_status()}"
 
 
 def create_app(**kw) -> OnssApp:

@@ -1,4 +1,4 @@
-"""Environment: GPUs (NVML), torch and CUDA, the checkpoint, free disk."""
+"""Environment: GPUs (NVML), torch and CUDA, the checkpoint, Slurm, MP3, free disk (what `onss env` prints)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class DownloadFinished(Message):
 
 class EnvironmentScreen(Screen):
     BINDINGS = [("r", "refresh", "Refresh"), ("ctrl+n", "next", "Next: audio"),
-                ("d", "download", "Download checkpoint")]
+                ("d", "download", "Download")]
 
     def action_next(self) -> None:
         from onss_tui.tui.screens.wizard import AudioScreen
@@ -41,6 +41,7 @@ class EnvironmentScreen(Screen):
             yield Static("", id="torch")
             yield Static("", id="checkpoint")
             yield ProgressBar(id="download", show_eta=True)
+            yield Static("", id="tools", markup=False)
             yield Static("", id="disk")
         yield Footer()
 
@@ -49,7 +50,9 @@ class EnvironmentScreen(Screen):
         table.add_columns("#", "GPU", "memory", "load", "temp", "power")
         self.query_one("#download", ProgressBar).display = False
         self.downloading = False
+        self.download_error: str | None = None  # shown until a download succeeds (not only for seconds)
         self.action_refresh()
+        self.app.refresh_bindings()  # (the app's "e Environment" is not offered here)
 
     # -- the checkpoint download: a thread worker that only posts messages ---------------------
     def action_download(self) -> None:
@@ -63,6 +66,7 @@ class EnvironmentScreen(Screen):
             self.notify(f"already installed: {info.prefix}")
             return
         self.downloading = True
+        self.download_error = None
         bar = self.query_one("#download", ProgressBar)
         bar.display = True
         bar.update(total=None, progress=0)
@@ -96,6 +100,7 @@ class EnvironmentScreen(Screen):
         if message.ok:
             self.notify(f"checkpoint installed and verified: {message.result}", timeout=10)
         else:
+            self.download_error = message.result
             self.notify(f"download failed: {message.result}", severity="error", timeout=15)
         self.action_refresh()
 
@@ -111,7 +116,12 @@ class EnvironmentScreen(Screen):
         table.display = probe.available
         self.query_one("#torch", Static).update(app.torch_status())
         info = app.checkpoint_status()
+        if "not installed" in info:
+            info += "\n  (only the nsynth engine needs it: the preview engine runs without one)"
+        if self.download_error:
+            info += f"\n  the last download failed: {self.download_error}\n  press d to try again (it resumes)"
         self.query_one("#checkpoint", Static).update(info)
+        self.query_one("#tools", Static).update(app.tools_status())
         self.query_one("#disk", Static).update(disk_text(app.draft, app.disk_free))
 
 

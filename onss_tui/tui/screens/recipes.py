@@ -1,12 +1,16 @@
-"""Recipes mode: the saved recipes with their last run's state; run again, attach, edit, duplicate.
+"""Recipes mode: the saved recipes and every run this user started (the registry, from any folder),
+with their state; run again, attach, edit, duplicate.
 
-A recipe that fails its check opens in the wizard too, with its problems shown where they are."""
+The list is read on a thread (recipes, run states, the registry) that only posts it. A recipe that
+fails its check opens in the wizard too, with its problems shown where they are."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
@@ -15,7 +19,24 @@ from onss_tui.recipe import RecipeError, load_recipe, save_recipe
 from onss_tui.vocab import RunStatus
 
 RUNNING: RunStatus = "running"
-INTERRUPTED: RunStatus = "interrupted"  # the state says running, but no runner holds the run's lock
+NEVER_RUN = "never run"
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str  # the recipe's file name (recipes/), or its name (a registered run's)
+    engine: str
+    status: str
+    folder: str  # the run folder, as short as it can be said
+    recipe: Path  # what enter runs and o opens: the recipe file, or the run's stored recipe.yaml
+    run: Path | None
+    slurm: bool = False
+
+
+class RecipesListed(Message):
+    def __init__(self, rows: list[Row]):
+        super().__init__()
+        self.rows = rows
 
 
 class RecipeRead(Message):
@@ -26,7 +47,8 @@ class RecipeRead(Message):
         self.path, self.text, self.problems = path, text, problems
 
 
-def run_state(recipe_path: Path) -> tuple[str, Path | None]:
+def run_state(recipe_path: Path, slurm: bool = False) -> tuple[str, Path | None]:
+    """The status of the run a recipe file makes, and its folder (None: the recipe is invalid)."""
     from onss_tui.pipeline.rundir import RunDir
     from onss_tui.pipeline.runner import run_dir_of
 
@@ -35,18 +57,59 @@ def run_state(recipe_path: Path) -> tuple[str, Path | None]:
     except RecipeError:
         return "invalid recipe", None
     if not run.state_path.is_file():
-        return "never run", run.path
-    status = run.state().status or "?"
-    if run.locked_by():
-        status = RUNNING
-    elif status == RUNNING:
-        status = INTERRUPTED
-    return status, run.path
+        return NEVER_RUN, run.path
+    return run.status_now(slurm=slurm), run.path
+
+
+def _short(folder: Path, workdir: Path) -> str:
+    for base, shown in ((workdir, ""), (Path.home(), "~/")):
+        try:
+            return shown + str(folder.relative_to(base))
+        except ValueError:
+            continue
+    return str(folder)
+
+
+def list_rows(workdir: Path) -> list[Row]:
+    """The recipes under ``workdir/recipes``, then every registered run none of them makes (newest
+    first): runs started from other folders, found after an SSH reconnect lands in ``$HOME``."""
+    from onss_tui import registry
+
+    rows, covered = [], set()
+    for path in sorted((workdir / "recipes").glob("*.yaml")):
+        try:
+            engine = load_recipe(path).engine
+        except RecipeError:
+            engine = "-"
+        status, run_dir = run_state(path)
+        if run_dir is not None:
+            covered.add(run_dir.resolve())
+        rows.append(Row(path.stem, engine, status, _short(run_dir, workdir) if run_dir else "-", path, run_dir))
+    for entry in registry.runs():
+        run_dir = Path(entry.run)
+        if run_dir.resolve() in covered:
+            continue
+        covered.add(run_dir.resolve())
+        kept = Path(entry.recipe) if entry.recipe and Path(entry.recipe).is_file() else run_dir / "recipe.yaml"
+        try:
+            engine = load_recipe(kept).engine
+        except RecipeError:
+            engine = "-"
+        from onss_tui.pipeline.rundir import RunDir
+
+        status = RunDir(run_dir).status_now(slurm=entry.slurm) + (" (Slurm)" if entry.slurm else "")
+        rows.append(Row(entry.name, engine, status, _short(run_dir, workdir), kept, run_dir, entry.slurm))
+    return rows
 
 
 class RecipesScreen(Screen):
     BINDINGS = [("enter", "run", "Run / resume"), ("a", "attach", "Attach"), ("c", "copy", "Duplicate"),
-                ("o", "open", "Edit in wizard")]
+                Binding("o", "open", "Edit", tooltip="open it in the wizard"), ("r", "reload", "Refresh")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, Row] = {}
+        self.listed = 0  # lists shown so far (tests wait for one)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -56,71 +119,79 @@ class RecipesScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#recipes", DataTable)
-        table.add_columns("recipe", "engine", "last run")
-        self.reload()
+        table.add_columns("recipe", "engine", "last run", "run folder")
+        self.action_reload()
+        self.app.refresh_bindings()  # (the app's "^o Recipes" is not offered here)
 
     def folder(self) -> Path:
         return Path(self.app.workdir) / "recipes"
 
+    def action_reload(self) -> None:
+        workdir = Path(self.app.workdir)
+        self.run_worker(lambda: self.post_message(RecipesListed(list_rows(workdir))), thread=True,
+                        exclusive=True, group="recipes-list")
+
     def reload(self) -> None:
+        self.action_reload()
+
+    def on_recipes_listed(self, message: RecipesListed) -> None:
         table = self.query_one("#recipes", DataTable)
         table.clear()
-        covered = set()
-        for path in sorted(self.folder().glob("*.yaml")):
-            try:
-                engine = load_recipe(path).engine
-            except RecipeError:
-                engine = "-"
-            status, run_dir = run_state(path)
-            covered.add(run_dir)
-            table.add_row(path.stem, engine, status, key=str(path))
-        # runs started from recipes kept elsewhere (onss run ~/birds.yaml): their stored recipe.yaml
-        for state in sorted((Path(self.app.workdir) / "runs").glob("*/state.json")):
-            stored = state.parent / "recipe.yaml"
-            if state.parent.resolve() in covered or not stored.is_file():
-                continue
-            try:
-                engine = load_recipe(stored).engine
-            except RecipeError:
-                continue
-            table.add_row(f"runs/{state.parent.name}", engine, run_state(stored)[0], key=str(stored))
+        self.rows = {}
+        for i, row in enumerate(message.rows):
+            key = f"{i}:{row.recipe}"
+            self.rows[key] = row
+            table.add_row(row.label, row.engine, row.status, row.folder, key=key)
+        detail = self.query_one("#detail", Static)
         if not table.row_count:
-            self.query_one("#detail", Static).update(f"no recipes in {self.folder()} yet: ctrl+n in the wizard")
+            detail.update(f"no recipes in {self.folder()} and no runs yet: ctrl+n in the wizard makes one")
+        else:
+            mine = sum(1 for r in message.rows if r.recipe.parent == self.folder())
+            detail.update(f"{mine} recipe(s) in {self.folder()}, {len(message.rows) - mine} other run(s) of yours\n"
+                          "enter runs (or resumes) the selected one; a attaches to its run")
+        self.listed += 1
 
-    def selected(self) -> Path | None:
+    def selected_row(self) -> Row | None:
         table = self.query_one("#recipes", DataTable)
         if not table.row_count:
             return None
-        return Path(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.rows.get(str(key))
+
+    def selected(self) -> Path | None:
+        row = self.selected_row()
+        return row.recipe if row is not None else None
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_run()  # the table takes enter for itself
 
     def action_run(self) -> None:
-        path = self.selected()
-        if path is None:
+        row = self.selected_row()
+        if row is None:
             return
         try:
-            load_recipe(path)
+            load_recipe(row.recipe)
         except RecipeError as exc:
             self.notify(exc.problems[0], severity="error", timeout=10)
             return
-        if run_state(path)[0] == RUNNING:
+        if row.status.startswith(RUNNING):
             self.action_attach()
             return
-        self.app.start_run(path)
+        if row.slurm:
+            self.notify(f"a Slurm run: resume it with onss run {row.recipe} --slurm (or attach with a)", timeout=10)
+            return
+        self.app.start_run(row.recipe)
 
     def action_attach(self) -> None:
         from onss_tui.tui.screens.dashboard import DashboardScreen
 
-        path = self.selected()
-        if path is None:
+        row = self.selected_row()
+        if row is None:
             return
-        status, run_dir = run_state(path)
-        if run_dir is None or status == "never run":
+        if row.run is None or row.status == NEVER_RUN:
             self.notify("this recipe has not been run yet (enter runs it)")
             return
-        self.app.push_screen(DashboardScreen(run_dir))
+        self.app.push_screen(DashboardScreen(row.run))
 
     def action_copy(self) -> None:
         path = self.selected()
@@ -136,8 +207,8 @@ class RecipesScreen(Screen):
             n += 1
         name = f"{recipe.name}-{n}"
         save_recipe(recipe.model_copy(update={"name": name, "output": None}), self.folder() / f"{name}.yaml")
-        self.notify(f"saved {name}.yaml")
-        self.reload()
+        self.notify(f"saved recipes/{name}.yaml")
+        self.action_reload()
 
     def action_open(self) -> None:
         """Open the recipe in the wizard (its first step), once unsaved changes of the draft
@@ -171,4 +242,3 @@ class RecipesScreen(Screen):
             return
         self.app.autosave()
         self.app.push_screen(AudioScreen())
-
