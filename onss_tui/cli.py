@@ -697,6 +697,9 @@ def _slurm_run(path: Path, recipe: Recipe, args: argparse.Namespace) -> int:
             print(f"{run_dir}: the run is already done; nothing was submitted.\n  pads:     {runner.run.pads_dir}\n"
                   f"  settings: {runner.run.settings_path}")
             return 0
+        if submitted.redo is not None:
+            print(f"{run_dir}: the run was done, but stage {submitted.redo[0]} must be made again "
+                  f"({submitted.redo[1]})", file=sys.stderr)
         ids = ", ".join(f"{role} {job}" for role, job in submitted.jobs.items())
         tasks = f" (generate tasks {_ranges(submitted.tasks)})" if submitted.tasks else ""
         print(f"Submitted to Slurm: {ids}{tasks}", file=sys.stderr if args.json else sys.stdout)

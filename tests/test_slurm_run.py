@@ -81,7 +81,7 @@ def assert_same_pack(run: Path, local) -> None:
 def test_a_slurm_run_makes_the_pads_of_a_local_run(slurm, tmp_path, local):
     """--slurm --wait: head, a generate array over two tasks, finish; the same bytes as a local run,
     the queue empty and the lease released after; its workers labelled by node; a second
-    --slurm submits nothing (the run is done)."""
+    --slurm submits nothing (the run is done); a third, after a pad was deleted, only the finish job."""
     recipe = make(tmp_path)
     run = tmp_path / "run"
     r = onss(slurm, "run", str(recipe), "--slurm", "--wait")
@@ -98,6 +98,16 @@ def test_a_slurm_run_makes_the_pads_of_a_local_run(slurm, tmp_path, local):
     assert len(json.loads((run / "slurm.json").read_text())["submissions"]) == 1
     status = onss(slurm, "status", str(run))
     assert "]  done" in status.stdout and "no job of this run is queued" in status.stdout
+    # a done run is verified as a local rerun would: a pad gone is made again (finish only), the rest kept
+    gone = sorted((run / "pads").glob("*.bin"))[0]
+    gone.unlink()
+    shards = {p.name: p.stat().st_mtime_ns for p in (run / "generate").glob("*.npy")}
+    again = onss(slurm, "run", str(recipe), "--slurm", "--wait")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"stage pack must be made again (pads/{gone.name} is missing)" in again.stderr
+    assert "Submitted to Slurm: finish" in again.stdout and "head" not in again.stdout.split("Submitted")[1]
+    assert_same_pack(run, local)
+    assert {p.name: p.stat().st_mtime_ns for p in (run / "generate").glob("*.npy")} == shards
 
 
 def test_stop_right_after_submitting_then_submit_again(slurm, tmp_path, local):

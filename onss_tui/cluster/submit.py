@@ -11,6 +11,7 @@ done, generate tasks only for tasks with unfinished shards, and always a finish 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class Submitted:
     jobs: dict[str, str]  # role -> job id
     tasks: list[int]  # the generate array's indices
     lines: list[str]  # the sbatch calls made
+    redo: tuple[str, str] | None = None  # a done run's first stale stage, and why (what made it submit)
 
 
 def cluster_of(run: Path) -> Cluster:
@@ -170,8 +172,11 @@ def submit(runner: Any, python: str | None = None) -> Submitted | None:
     submitted = None
     try:
         runner._check_recipe()  # the run's recipe.yaml, which every job reads
-        if run.state().status == "done":
-            return None
+        redo = None
+        if run.state().status == "done":  # verified as a local rerun would: notes, recipe, every output
+            redo = runner.verify_done()
+            if redo is None:
+                return None
         shape = _shape(recipe, run)
         record = read_record(run.path)
         record = SlurmRecord(shape=shape, submissions=record.submissions if record else [])
@@ -192,7 +197,7 @@ def submit(runner: Any, python: str | None = None) -> Submitted | None:
         if not head and state.stage("generate").status != "done":
             run.set_stage("generate", "pending")
         run.update_state(status="running", name=recipe.name, engine=recipe.engine)
-        submitted = _sbatch_all(run.path, jobs, "user", tasks, record)
+        submitted = dataclasses.replace(_sbatch_all(run.path, jobs, "user", tasks, record), redo=redo)
         from onss_tui import registry
 
         registry.register(run.path, recipe.name, getattr(runner, "recipe_file", None), slurm=True)

@@ -244,12 +244,7 @@ class Runner:
                     if stages is not None and stage not in stages and STAGES.index(stage) > STAGES.index(stages[-1]):
                         break
                     st = self.run.state().stage(stage)
-                    read = sources if stage == "prepare" else None
-                    mine = planning.stage_recipe_digest(self.recipe, stage)  # (the recipe as this stage reads it)
-                    consumed = integrity.consumed_digest(mine, earlier, read)
-                    if st.consumed not in (None, consumed) and \
-                            st.consumed == integrity.consumed_digest(recipe_sha, earlier, read):
-                        consumed = st.consumed  # recorded by an onss that keyed each stage on the whole recipe
+                    consumed = self._consumed(stage, st, earlier, sources, recipe_sha)
                     if stages is not None and stage not in stages:  # an earlier job's: it must be done, and current
                         stale = integrity.check_stage(self.run, st, consumed) if st.status == "done" else \
                             integrity.Stale("it has not finished", False)
@@ -288,6 +283,38 @@ class Runner:
             self.run.update_state(status="done")
             self.emit("supervisor", "run_done", pads=str(self.run.pads_dir), settings=str(self.run.settings_path))
         return self.run.path
+
+    def _consumed(self, stage: str, st: StageState, earlier: dict[str, dict[str, FileDigest]], sources: dict,
+                  recipe_sha: str) -> str:
+        """The digest of what ``stage`` reads now: the recipe as it reads it, the earlier stages' outputs
+        (and for prepare the notes)."""
+        read = sources if stage == "prepare" else None
+        consumed = integrity.consumed_digest(planning.stage_recipe_digest(self.recipe, stage), earlier, read)
+        if st.consumed not in (None, consumed) and st.consumed == integrity.consumed_digest(recipe_sha, earlier, read):
+            return st.consumed  # recorded by an onss that keyed each stage on the whole recipe: the same inputs
+        return consumed
+
+    def verify_done(self) -> tuple[str, str] | None:
+        """For a run whose state says done, without running anything (a Slurm submission): check every
+        stage as a local rerun would, and put the first stale one (and, where its inputs changed, every
+        later one) back to pending, saying why. Returns that stage and why, or None when all still hold."""
+        recipe_sha = planning.recipe_digest(self.recipe)
+        sources = integrity.note_sources(self.recipe)
+        earlier: dict[str, dict[str, FileDigest]] = {}
+        for i, stage in enumerate(STAGES):
+            st = self.run.state().stage(stage)
+            stale = integrity.check_stage(self.run, st, self._consumed(stage, st, earlier, sources, recipe_sha)) \
+                if st.status == "done" else integrity.Stale("it has not finished", False)
+            if stale is None:
+                earlier[stage] = st.produced or {}
+                continue
+            self._redo(stage, st, stale, sources)
+            if stale.changed:  # what later stages made came from the old inputs
+                for later in STAGES[i + 1:]:
+                    self._redo(later, self.run.state().stage(later), integrity.Stale("an earlier stage is redone",
+                                                                                     True), sources)
+            return stage, stale.reason
+        return None
 
     def _redo(self, stage: str, st: StageState, stale: integrity.Stale, sources: dict) -> None:
         """A finished (or started) stage runs again: say why; stale outputs of changed inputs go."""
