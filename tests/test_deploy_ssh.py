@@ -165,3 +165,29 @@ def test_scp_when_no_rsync(finished_run, synth, sshd, monkeypatch):
     assert main(["deploy", str(finished_run), "--to", sshd["target"]]) == 0
     (src,) = (finished_run / "pads").glob("*.bin")
     assert (synth / "home/pi/demo" / src.name).read_bytes() == src.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def spaced_run(tmp_path_factory):
+    """A pack whose folder on the device has spaces in its name."""
+    out = tmp_path_factory.mktemp("spaced")
+    recipe = make_demo(out)
+    recipe.write_text(recipe.read_text().replace("/home/pi/demo", "/home/pi/my pads 2"))
+    Runner.from_file(recipe, device="cpu").execute()
+    return out / "run"
+
+
+@pytest.mark.parametrize("rsync", [True, False], ids=["rsync", "ssh-cat"])
+def test_a_data_folder_with_spaces_arrives_whole(spaced_run, synth, sshd, monkeypatch, capsys, rsync):
+    """rsync before 3.2.4 split a remote path at its spaces unless told --protect-args; scp's old
+    protocol always does: the pads must land in '/home/pi/my pads 2', not in '/home/pi/my'. (This
+    machine's rsync 3.2.7 and scp 9.2 would pass without the care taken: the test keeps it so.)"""
+    from onss_tui.device import remote
+
+    if not rsync:
+        monkeypatch.setattr(remote.shutil, "which", lambda name: None)
+    assert main(["deploy", str(spaced_run), "--to", sshd["target"]]) == 0, capsys.readouterr().err
+    (src,) = (spaced_run / "pads").glob("*.bin")
+    assert (synth / "home/pi/my pads 2" / src.name).read_bytes() == src.read_bytes()
+    assert not (synth / "home/pi/my").exists() and not (synth / "pads").exists()  # (not split at its spaces)
+    assert not list((synth / "home/pi/my pads 2").glob(".*"))  # (no temp file left)

@@ -2,7 +2,7 @@
 
 The same checks as a card deploy (:mod:`onss_tui.device.deploy`), done on the device through the
 system ``ssh`` (``BatchMode=yes``: never a password prompt; the user's ssh config and keys apply;
-one shared connection for the whole deploy) and ``rsync`` (``scp`` when the device has no rsync):
+one shared connection for the whole deploy) and ``rsync`` (ssh and ``cat`` when either end has no rsync):
 
 * the local pack is validated exactly as for a card (run validated, no validator error, every pad
   exactly the size its settings give);
@@ -493,15 +493,17 @@ def _check_and_write(ssh: _Ssh, target: Target, probe: _Probe, report: DeployRep
 
 
 def _send(ssh: _Ssh, target: Target, probe: _Probe, src: Path, dest: str) -> None:
-    """Copy ``src`` to ``dest`` on the synth: rsync where both ends have it, else scp."""
+    """Copy ``src`` to ``dest`` on the synth: rsync where both ends have it, else the bytes through
+    ssh into ``cat``. Either way the remote path reaches no shell unquoted (a data folder with a
+    space: rsync before 3.2.4 split it without --protect-args, and scp's old protocol always does)."""
     if probe.rsync and shutil.which("rsync"):
-        cmd = ["rsync", "--whole-file", "-e", shlex.join([*ssh.ssh, "-o", "ControlMaster=no"]), "--", str(src),
-               f"{target.dest}:{dest}"]
-    else:
-        cmd = ["scp", "-q", *ssh.opts, "-o", "ControlMaster=no", *(["-P", str(target.port)] if target.port else []),
+        cmd = ["rsync", "--whole-file", "--protect-args", "-e", shlex.join([*ssh.ssh, "-o", "ControlMaster=no"]),
                "--", str(src), f"{target.dest}:{dest}"]
+    else:
+        cmd = [*ssh.ssh, "-o", "ControlMaster=no", target.dest, shlex.join(["sh", "-c", 'cat > "$1"', "sh", dest])]
     try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=COMMAND_TIMEOUT)
+        with open(src, "rb") as data:
+            proc = subprocess.run(cmd, stdin=data, capture_output=True, timeout=COMMAND_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:
         ssh.sh('rm -f -- "$1"', dest)
         raise DeployError(f"{target}: copying {src.name} failed ({exc}); nothing partial was left. Check the "
