@@ -45,6 +45,7 @@ from typing import IO, Any
 from onss_tui.atomic import fsync_dir
 from onss_tui.device.pads import ROW_LENGTH, pad_filename, pad_size
 from onss_tui.device.settings import validate_pack
+from onss_tui.sizes import size_text
 
 APP_DATA = Path("home/pi/opt/of/apps/open-nsynth/open-nsynth/bin/data")
 CHUNK = 1 << 22
@@ -86,11 +87,6 @@ class _Copy:
     size: int
     digest: str
     old_size: int  # of the file it replaces on the card (0: none)
-
-
-def _mb(n: float) -> str:
-    """A size the message can show: MB, or bytes when MB would round to nothing."""
-    return f"{n / 1e6:,.1f} MB" if n >= 100_000 or n == 0 else f"{int(n):,} bytes"
 
 
 def _digest(path: Path, from_device: bool = False) -> str:
@@ -217,8 +213,8 @@ def _explain(exc: OSError, path: Path, mount: Path, kept: str, size: int | None 
     """A clean message for an OSError while changing ``path`` on the card (``size``: its size)."""
     code = exc.errno
     if code in (errno.ENOSPC, errno.EDQUOT):
-        needs = f"writing it needs {_mb(size)}, " if size is not None else ""
-        return DeployError(f"{path}: the card is full ({needs}{_mb(_space(path))} free now); {kept} "
+        needs = f"writing it needs {size_text(size)}, " if size is not None else ""
+        return DeployError(f"{path}: the card is full ({needs}{size_text(_space(path))} free now); {kept} "
                            + SPACE_FIX.format(app=mount / APP_DATA) + " Then deploy again.")
     if code == errno.EFBIG:
         return DeployError(f"{path}: the file size limit (ulimit -f) was reached while writing it; {kept} "
@@ -493,15 +489,15 @@ def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None]
     free = _space(target)
     if need > free:
         replaced = [c.size for c in plan if c.old_size]
-        why = (f" (each pad, up to {_mb(max(replaced))}, is written in full beside the one it replaces, which is "
+        why = (f" (each pad, up to {size_text(max(replaced))}, is written in full beside the one it replaces, which is "
                "removed only when the new copy is checked)") if replaced else ""
         some = ", ".join(n for n, _ in unused[:3]) + (", …" if len(unused) > 3 else "")
         stale = (f" {len(unused)} .bin files in {target} that these settings do not use take "
-                 f"{_mb(report.unused_bytes)} ({some}); "
+                 f"{size_text(report.unused_bytes)} ({some}); "
                  "--prune removes them only after a deploy that succeeds, so delete them yourself to make room "
                  "now.") if unused else ""
-        raise DeployError(f"{target}: not enough space on the card: the copy needs {_mb(need)} free, the card "
-                          f"has {_mb(free)}{why}. Nothing was changed.{stale} " + SPACE_FIX.format(app=app_data))
+        raise DeployError(f"{target}: not enough space on the card: the copy needs {size_text(need)} free, the card "
+                          f"has {size_text(free)}{why}. Nothing was changed.{stale} " + SPACE_FIX.format(app=app_data))
 
     # -- copy -----------------------------------------------------------------------------------
     try:

@@ -46,13 +46,13 @@ from onss_tui.device.deploy import (
     APP_DATA,
     DeployError,
     DeployReport,
-    _mb,
     _read_settings,
     checked_pad,
     refuse_errors,
     require_validated,
 )
 from onss_tui.device.pads import pad_filename
+from onss_tui.sizes import size_text
 
 DEFAULT_RESTART = "sudo -n systemctl restart open-nsynth"
 CONNECT_TIMEOUT = 10  # seconds
@@ -448,13 +448,14 @@ def _check_and_write(ssh: _Ssh, target: Target, probe: _Probe, report: DeployRep
     free = probe.free + up(stale)  # our .part files of a deploy cut off are removed first
     if need > free:
         big = [c.size for c in plan if c.old_size]
-        why = (f" (each pad, up to {_mb(max(big))}, is written in full beside the one it replaces, which is removed "
-               "only when the new copy is checked)") if big else ""
+        why = (f" (each pad, up to {size_text(max(big))}, is written in full beside the one it replaces, which "
+               "is removed only when the new copy is checked)") if big else ""
         unused = (f" {len(report.unused)} .bin files there that these settings do not use take "
-                  f"{_mb(report.unused_bytes)}; delete them to make room (--prune removes them only after a deploy "
-                  "that succeeds).") if report.unused else ""
-        raise DeployError(f"{target}: not enough space on the synth for {target_dir}: the copy needs {_mb(need)}, "
-                          f"it has {_mb(free)} free{why}. Nothing was changed.{unused} Free space there (old pads, "
+                  f"{size_text(report.unused_bytes)}; delete them to make room (--prune removes them only after a "
+                  "deploy that succeeds).") if report.unused else ""
+        raise DeployError(f"{target}: not enough space on the synth for {target_dir}: the copy needs "
+                          f"{size_text(need)}, it has {size_text(free)} free{why}. Nothing was changed.{unused} Free "
+                          "space there (old pads, "
                           f"or the settings.json.bak-* backups in {posixpath.dirname(settings_dest)}).")
     if plan:
         proc = ssh.sh('mkdir -p -- "$1" && shift && rm -f -- "$@"', target_dir, *(part(c.dest) for c in plan))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from onss_tui.pipeline import plan as planning
 from onss_tui.pipeline.prepare import read_notes
 from onss_tui.pipeline.rundir import STAGES
+from onss_tui.sizes import size_text
 from onss_tui.vocab import AUTO
 
 if TYPE_CHECKING:
@@ -146,14 +147,10 @@ def _from_plan(plan: planning.RunPlan) -> dict[str, Any]:
     }
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB" if n < 1e9 else f"{n / 1e9:,.2f} GB"
-
-
 def dry_run_text(report: dict[str, Any]) -> str:
     est = report["estimates"]
     disk = sum(est["disk_bytes"].values())
-    free = f", {_mb(est['free_bytes'])} free there" if est.get("free_bytes") is not None else ""
+    free = f", {size_text(est['free_bytes'])} free there" if est.get("free_bytes") is not None else ""
     lines = _head(report, ": nothing was run or written.")
     lines += [
         f"  engine        {report['engine']}: {report['sounds']:,} unique sounds"
@@ -167,7 +164,7 @@ def dry_run_text(report: dict[str, Any]) -> str:
     for e in report["executors"]:
         lines.append(f"    {e['label']}: {e['shards']} shards, {e['sounds']:,} sounds")
     lines.append(f"  time          {est['time_text']}")
-    lines.append(f"  disk          about {_mb(disk)} in the run folder{free}")
+    lines.append(f"  disk          about {size_text(disk)} in the run folder{free}")
     if report["stages_done"]:
         lines.append(f"  resumes       done already: {', '.join(report['stages_done'])}")
     lines.append(f"  would run     {', '.join(report['stages_to_run']) or 'nothing: the run is done'}")

@@ -31,6 +31,7 @@ from onss_tui.pipeline.grid import plan_sounds, stage_bytes
 from onss_tui.pipeline.rundir import STAGES, RunDir
 from onss_tui.recipe import Recipe, load_recipe, parse_recipe, recipe_yaml
 from onss_tui.signals import in_main_thread
+from onss_tui.sizes import size_text
 
 __all__ = ["RunError", "Runner", "Deferred", "Stopped", "stop_on_signals", "resolved_recipe", "run_dir_of",
            "start_detached", "ONSS_NAMES"]
@@ -84,10 +85,6 @@ def start_detached(recipe_path: Path, device: str | None = None) -> tuple[Path, 
     with open(logs / "supervisor.log", "ab") as log, open(os.devnull, "rb") as null:
         proc = subprocess.Popen(argv, stdin=null, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return run_dir, proc.pid
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB" if n < 1e8 else f"{n / 1e6:,.0f} MB"
 
 
 StageFunction = Callable[[StageContext], dict]
@@ -386,7 +383,7 @@ class Runner:
         free = shutil.disk_usage(self.run.path).free
         why = "the file size limit (ulimit -f) was reached" if exc.errno == errno.EFBIG else "the disk is full"
         return RunError(f"{folder}: out of space during {stage}: {why}. This stage writes about "
-                        f"{_mb(need)} there ({_mb(free)} free now). Free some space and run "
+                        f"{size_text(need)} there ({size_text(free)} free now). Free some space and run "
                         "again: finished work is kept and nothing partial was left behind.")
 
     def _space_estimate(self, stage: str) -> int:
