@@ -39,7 +39,7 @@ NAME_MAX = 255  # bytes in one file name (ext4, tmpfs, the device's card)
 PAD_NAME_MAX = NAME_MAX - len(".") - len(".done") - len(".12345678") - len(".tmp")
 
 __all__ = ["Recipe", "RecipeError", "Slurm", "slurm_time", "read_recipe_data", "load_recipe", "save_recipe",
-           "recipe_schema", "import_original_settings"]
+           "recipe_schema", "import_original_settings", "dump_recipe_data", "recipe_node"]
 
 
 class RecipeError(Exception):
@@ -630,7 +630,22 @@ def recipe_yaml(recipe: Recipe) -> str:
     data["corners"] = corners
     if data.get("slurm") is None:  # absent, as in every recipe written before it existed (and their digests)
         data.pop("slurm", None)
+    return dump_recipe_data(data)
+
+
+def dump_recipe_data(data: dict) -> str:
+    """Recipe data (as recipe_yaml lays it out) in the standard layout of a recipe file."""
     return yaml.dump(data, Dumper=_RecipeDumper, sort_keys=False, width=100, allow_unicode=True)
+
+
+def recipe_node(text: str) -> yaml.Node | None:
+    """The root node of a recipe text, composed as every recipe is read (only true/false as booleans);
+    nothing checked yet. Raises yaml.YAMLError."""
+    loader = _RecipeLoader(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
 
 
 class _RecipeDumper(yaml.SafeDumper):

@@ -136,7 +136,7 @@ def recipe_data(recipe: Recipe) -> dict:
 
 def fresh_yaml(data: dict) -> str:
     """The standard layout of a recipe file (recipe_yaml's)."""
-    return yaml.dump(data, Dumper=_recipe._RecipeDumper, sort_keys=False, width=100, allow_unicode=True)
+    return _recipe.dump_recipe_data(data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,11 +302,7 @@ def patch_text(text: str, old: dict, new: dict) -> str | None:
     """``text`` (which holds ``old``) with the values that differ in ``new`` replaced in place, or
     None where the text's layout does not allow it (see the module's docstring)."""
     try:
-        loader = _recipe._RecipeLoader(text)
-        try:
-            root = loader.get_single_node()
-        finally:
-            loader.dispose()
+        root = _recipe.recipe_node(text)
     except (yaml.YAMLError, RecursionError):
         return None
     if not isinstance(root, yaml.MappingNode) or _shared_nodes(root):
