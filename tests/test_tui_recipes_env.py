@@ -130,3 +130,31 @@ async def test_a_failed_download_stays_on_the_screen_until_one_works(tmp_path):
         await pilot.press("r")
         await pilot.pause()
         assert "the last download failed" in str(app.screen.query_one("#checkpoint", Static).render())
+
+
+async def test_the_dashboard_of_an_interrupted_run_says_stopped_and_keeps_the_app_keys(tmp_path):
+    """The title says interrupted and the stage column agrees (it said running); e and ctrl+o still
+    work there, out of a footer that is full at 80 columns."""
+    from onss_tui.pipeline.rundir import RunDir
+
+    run = RunDir(tmp_path / "live")
+    run.update_state(name="strings", engine="nsynth", status="running",
+                     stages={"prepare": {"status": "done"}, "generate": {"status": "running"}})
+    app = app_for(tmp_path, run_dir=run.path)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(100):  # (read on a thread)
+            await pilot.pause(0.05)
+            if "interrupted" in str(app.screen.query_one("#run-title").render()):
+                break
+        await pilot.pause(0.2)
+        table = app.screen.query_one("#stages", DataTable)
+        assert str(table.get_cell("generate", "status")) == "stopped"
+        assert str(table.get_cell("prepare", "status")) == "done"
+        footer = screen_text(app)[-1]
+        assert "s Stop" in footer and "q Quit" in footer and "Environment" not in footer, "\n".join(screen_text(app))
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, EnvironmentScreen)
+        await pilot.press("ctrl+o")
+        await recipes_listed(pilot)
+        assert isinstance(app.screen, RecipesScreen)

@@ -234,6 +234,8 @@ class OnssApp(App):
             from onss_tui.tui.screens.recipes import RecipesScreen
 
             shown = next((s for s in reversed(self.screen_stack) if not isinstance(s, ModalScreen)), None)
+            if not getattr(shown, "APP_KEYS_IN_FOOTER", True):
+                return False  # (the screen binds them itself, out of its footer)
             return not isinstance(shown, EnvironmentScreen if action == "environment" else RecipesScreen)
         return True
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Header, Label, Log, ProgressBar
@@ -61,7 +62,17 @@ class DashboardScreen(Screen):
     DashboardScreen #run-progress-text { width: 1fr; }
     """
     BINDINGS = [("s", "stop", "Stop"), ("r", "resume", "Resume"), ("f", "finish", "Finish"),
-                ("escape", "back", "Back"), ("ctrl+b", "back", "Back")]
+                ("escape", "back", "Back"), ("ctrl+b", "back", "Back"),
+                # the app's keys, kept out of a footer that is full at 80 columns (the keys panel lists them)
+                Binding("e", "environment", "Environment", show=False),
+                Binding("ctrl+o", "recipes", "Recipes", show=False)]
+    APP_KEYS_IN_FOOTER = False
+
+    def action_environment(self) -> None:
+        self.app.action_environment()  # type: ignore[attr-defined]
+
+    def action_recipes(self) -> None:
+        self.app.action_recipes()  # type: ignore[attr-defined]
 
     def action_back(self) -> None:
         """Leave the dashboard (the run goes on): to the screen it came from, else the recipes."""
@@ -107,7 +118,6 @@ class DashboardScreen(Screen):
         self._probed: tuple[float, list] | None = None
         self.on_slurm = (self.run.path / "slurm.json").is_file()
         self.snapshot: RunSnapshot | None = None
-        self.snapshot_seen_active: bool | None = None  # once a process was seen working on the run
         self._shards: int | None = None
         self._first_done: tuple[int, float] | None = None
         self.slurm: dict | None = None  # the latest slurm_side(), once read
@@ -190,11 +200,9 @@ class DashboardScreen(Screen):
         active = bool(pid) or (self.on_slurm and bool(queued))
         for stage in STAGES:
             shown = state.stage(stage).status
-            if shown == "running" and not active and self.snapshot_seen_active is not None:
-                shown = "stopped"  # (no process works on it any more)
+            if shown == "running" and not active:  # no process works on it (as the title says)
+                shown = "stopped"  # ("interrupted" would not fit the column at 80 columns)
             table.update_cell(stage, "status", shown)
-        if active:
-            self.snapshot_seen_active = True
         log = self.query_one("#log", Log)
         for e in snap.events:
             stream = e.get("stream", "")
