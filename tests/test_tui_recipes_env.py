@@ -158,3 +158,22 @@ async def test_the_dashboard_of_an_interrupted_run_says_stopped_and_keeps_the_ap
         await pilot.press("ctrl+o")
         await recipes_listed(pilot)
         assert isinstance(app.screen, RecipesScreen)
+
+
+async def test_a_run_under_runs_that_no_registry_knows_is_listed(tmp_path, monkeypatch, capsys):
+    """A run of an onss before the registry (or another state folder): found under ./runs all the same."""
+    with monkeypatch.context() as m:
+        m.setenv("ONSS_STATE_DIR", str(tmp_path / "other-state"))
+        recipe = make_demo(tmp_path / "src")
+        text = recipe.read_text().replace("resolution: 9", "resolution: 2")
+        text = text.replace(f"pitches: {list(PITCHES)}", f"pitches: [{PITCHES[0]}]")
+        recipe.write_text(text.replace("output: ../run", f"output: {tmp_path / 'home' / 'runs' / 'old'}"))
+        assert main(["run", str(recipe), "--json"]) == 0
+    capsys.readouterr()
+    app = app_for(tmp_path / "home")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        await recipes_listed(pilot)
+        table = app.screen.query_one("#recipes", DataTable)
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        assert rows == [["demo", "preview", "done", "runs/old"]], rows

@@ -335,7 +335,7 @@ async def test_recipes_mode_lists_runs_started_from_recipes_kept_elsewhere(tmp_p
         await recipes_listed(pilot)
         table = app.screen.query_one("#recipes", DataTable)
         rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
-        assert rows == [["runs/solo", "preview", "done"]]
+        assert rows == [["solo", "preview", "done", "runs/solo"]]
         await pilot.press("a")
         await pilot.pause()
         assert isinstance(app.screen, DashboardScreen) and app.screen.run.path == work / "runs" / "solo"

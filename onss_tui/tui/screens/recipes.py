@@ -99,6 +99,18 @@ def list_rows(workdir: Path) -> list[Row]:
 
         status = RunDir(run_dir).status_now(slurm=entry.slurm) + (" (Slurm)" if entry.slurm else "")
         rows.append(Row(entry.name, engine, status, _short(run_dir, workdir), kept, run_dir, entry.slurm))
+    from onss_tui.pipeline.rundir import RunDir
+
+    for stored in sorted((workdir / "runs").glob("*/recipe.yaml")):  # (runs of an onss before the registry)
+        run_dir = stored.parent
+        if run_dir.resolve() in covered:
+            continue
+        try:
+            recipe = load_recipe(stored)
+        except RecipeError:
+            continue
+        rows.append(Row(recipe.name, recipe.engine, RunDir(run_dir).status_now(), _short(run_dir, workdir), stored,
+                        run_dir))
     return rows
 
 
