@@ -150,7 +150,10 @@ async def test_wizard_walk_from_audio_to_finish(tmp_path):
         assert isinstance(app.screen, AudioScreen)
         app.screen.query_one("#inputs", Input).value = str(tmp_path / "demo" / "audio")
         await pilot.press("enter")
-        await pilot.pause()
+        for _ in range(200):  # the folder is scanned on a thread
+            await pilot.pause(0.02)
+            if not app.screen.scanning:
+                break
         assert app.draft.found == {n: PITCHES for n in ["bell", "pluck", "saw", "sine"]}
         await pilot.press("ctrl+n")
         await pilot.pause()

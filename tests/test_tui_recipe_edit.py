@@ -31,7 +31,7 @@ def app_for(tmp_path, **kw):
     return create_app(workdir=tmp_path, **kw)
 
 
-WORKERS = {"open", "save", "autosave", "autosave-read", "slurm", "sbatch"}  # the wizard's thread workers
+WORKERS = {"open", "save", "autosave", "autosave-read", "slurm", "sbatch", "scan"}  # the wizard's thread workers
 
 
 async def settle(pilot):

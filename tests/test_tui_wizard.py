@@ -41,6 +41,10 @@ async def walk_to(pilot, screen_type):
     for _ in range(5):
         if isinstance(pilot.app.screen, screen_type):
             return
+        for _ in range(200):  # the audio step scans its folder on a thread; Next waits for it
+            if not getattr(pilot.app.screen, "scanning", False):
+                break
+            await pilot.pause(0.02)
         await pilot.press("ctrl+n")
         await pilot.pause()
     raise AssertionError(f"never reached {screen_type.__name__}: at {type(pilot.app.screen).__name__}")
@@ -281,6 +285,10 @@ async def test_bad_inputs_are_shown_with_their_fix_and_refused(demo):
     async with app.run_test(size=SIZE) as pilot:
         await walk_to(pilot, AudioScreen)
         screen = app.screen
+        for _ in range(200):  # the folder is scanned on a thread
+            if not screen.scanning:
+                break
+            await pilot.pause(0.02)
         problems = str(screen.query_one("#problems", Static).render())
         assert "flute.wav: not named <instrument>_<pitch>" in problems
         assert "error: oboe_60.wav" in problems
@@ -288,7 +296,7 @@ async def test_bad_inputs_are_shown_with_their_fix_and_refused(demo):
         assert "error: blip_60.wav: only 0.05 s long" in problems
         assert "warning: loud_60.wav: clipped" in problems
         # the good notes (and the clipped one) count; the unusable ones do not
-        assert "instruments: bell (4), loud (1), pluck (4), saw (4), sine (4)" in problems
+        assert "instruments: bell (4), loud: 60 (no 48 55 67), pluck (4), saw (4), sine (4)" in problems
         screen.query_one("#inputs", Input).value = "nowhere"
         await pilot.press("enter")
         await pilot.pause()
@@ -297,7 +305,8 @@ async def test_bad_inputs_are_shown_with_their_fix_and_refused(demo):
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert isinstance(app.screen, AudioScreen)  # nothing found: the wizard stays, and says why
-        (audio / "loud_60.wav").unlink()  # back to the four demo instruments, one a corner
+        for bad in ("loud_60.wav", "flute.wav", "oboe_60.wav", "hush_60.wav", "blip_60.wav"):
+            (audio / bad).unlink()  # back to the four demo instruments, one a corner (errors stop Next)
         screen.query_one("#inputs", Input).value = "audio"
         await pilot.press("enter")
         await walk_to(pilot, GridScreen)

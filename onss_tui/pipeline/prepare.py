@@ -142,6 +142,16 @@ def scan_inputs(recipe: Recipe, inputs: Path) -> Scan:
     return scan
 
 
+def suggest_name(stem: str) -> str:
+    """The file name FILE_RE accepts for a note named ``stem`` (its suffix left out), or a pattern
+    with ``<midi pitch>`` where no pitch is found in it: ``Piano 60`` -> ``piano_60``,
+    ``French Horn`` -> ``french-horn_<midi pitch>``."""
+    m = re.match(r"^(?P<name>.*?)[\s_-]*(?P<pitch>\d{1,3})$", stem.strip())
+    words = re.split(r"[\s_-]+", (m["name"] if m else stem).strip().lower())
+    name = "-".join(w for w in words if w) or "note"
+    return f"{name}_{int(m['pitch'])}" if m and m["name"].strip(" _-") else f"{name}_<midi pitch>"
+
+
 def inspect_note(path: Path) -> tuple[np.ndarray | None, list[str], list[str]]:
     """Read one note as the prepare stage does: (16 kHz mono audio, or None when it cannot be
     used; its problems, each with the fix; its warnings). The wizard shows the same findings."""

@@ -37,6 +37,7 @@ class CornersScreen(WizardStep):
             yield Input(id="display", max_length=8, placeholder="8 chars")
             yield Label("abbr")
             yield Input(id="abbr", max_length=2, placeholder="2")
+        yield Static("", id="label-hint", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -50,6 +51,7 @@ class CornersScreen(WizardStep):
         table.add_column("display", key="display")
         table.add_column("abbr", key="abbr")
         self.fill_labels()
+        self.flag_corners()
         self.show_problems()
 
     def reload(self) -> None:
@@ -106,11 +108,66 @@ class CornersScreen(WizardStep):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_label()
+        self.flag_labels()
+
+    def corner_problems(self) -> dict[str, list[str]]:
+        """Per corner, what is wrong with the names typed in it (unknown, or in another corner)."""
+        placed = self.placed()
+        names = [n for _, n in placed]
+        out: dict[str, list[str]] = {c: [] for c in CORNER_NAMES}
+        for corner, name in placed:
+            if self.draft.found and name not in self.draft.found:
+                out[corner].append(f"{name}: no notes")
+            elif names.count(name) > 1:
+                out[corner].append(f"{name}: in 2 corners")
+        return out
+
+    def flag_corners(self) -> None:
+        """Mark each corner box whose names are unknown or sit twice, in its own border."""
+        for corner, found in self.corner_problems().items():
+            box = self.query_one(f"#{corner}", Input)
+            box.border_subtitle = "; ".join(found) if found else None
+            box.set_class(bool(found), "-invalid")
+        self.flag_labels()
+
+    def abbreviation_clashes(self) -> list[str]:
+        """Instruments whose abbreviations are the same, each with a free one to use instead."""
+        names = list(dict.fromkeys(n for _, n in self.placed()))
+        abbrs = {n: self.label_of(n)[1] for n in names}
+        used = set(abbrs.values())
+        out = []
+        seen: dict[str, str] = {}
+        for name in names:
+            abbr = abbrs[name]
+            if abbr in seen:
+                letters = name.upper()
+                free = next((letters[0] + c for c in letters[1:] if c.isalnum() and letters[0] + c not in used),
+                            None)
+                fix = f"; give {name} another, e.g. {free}" if free else f"; give {name} another"
+                if free:
+                    used.add(free)
+                out.append(f"{seen[abbr]} and {name} are both '{abbr}' on the device{fix}")
+            else:
+                seen[abbr] = name
+        return out
+
+    def flag_labels(self) -> None:
+        """Below the label fields: how the picked name shows on the device, and abbreviation clashes."""
+        lines = []
+        name = self.selected()
+        if name:
+            display = self.label_of(name)[0]
+            typed = self.draft.labels.get(name, {}).get("display")
+            if not typed and len(name) > 8:
+                lines.append(f"{name}: shown as '{display}' on the device (8 characters); type a display name")
+        lines += [f"warning: {c}" for c in self.abbreviation_clashes()]
+        self.query_one("#label-hint", Static).update("\n".join(lines))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id in CORNER_NAMES:
             self.fill_labels()
             self.draft.set_corners(self.typed())
+            self.flag_corners()
             self.show_problems()
             return
         name = self.selected()
@@ -121,6 +178,7 @@ class CornersScreen(WizardStep):
         display, abbr = self.label_of(name)
         table.update_cell(name, "display", display)
         table.update_cell(name, "abbr", abbr)
+        self.flag_labels()
         self.show_problems()
 
     def save(self) -> str | None:
