@@ -74,3 +74,14 @@ async def recipes_listed(pilot, lists: int = 1) -> None:
         await pilot.pause(0.02)
     assert getattr(pilot.app.screen, "listed", 0) >= lists, "the recipes screen listed nothing"
     await pilot.pause()
+
+
+def load_script(path: Path):
+    """A project script (ci/, tools/) imported as a module, without being on the path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

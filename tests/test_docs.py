@@ -4,7 +4,6 @@ guide, troubleshooting, formats and reference pages (and README's) lead somewher
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -16,6 +15,7 @@ from pydantic import BaseModel
 
 from onss_tui.recipe import Recipe, recipe_schema
 from onss_tui.recipe_docs import COMMAND, fields, render_reference
+from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -86,11 +86,7 @@ def test_the_reference_gives_the_models_defaults():
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("recipe_reference", ROOT / "tools" / "recipe_reference.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "tools" / "recipe_reference.py")
 
 
 def test_the_generator_script_prints_and_checks(tmp_path, monkeypatch, capsys):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import load_script
+
 pytestmark = pytest.mark.xdist_group("package-build")  # one worker: the sdist is built in the checkout itself
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,11 +120,7 @@ def test_the_metadata_pypi_shows(dist, kind):
 
 
 def _floors():
-    spec = importlib.util.spec_from_file_location("ci_floors", ROOT / "ci" / "floors.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "ci" / "floors.py")
 
 
 def test_every_dependency_has_a_floor_that_ci_lowest_installs(capsys):

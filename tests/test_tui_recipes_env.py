@@ -116,22 +116,6 @@ async def test_the_environment_says_what_onss_env_says(tmp_path, capsys):
         assert "the preview engine runs without one" in checkpoint
 
 
-async def test_a_failed_download_stays_on_the_screen_until_one_works(tmp_path):
-    app = app_for(tmp_path, checkpoint_url="http://127.0.0.1:9/nothing-listens-here.tar")
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("d")
-        for _ in range(300):
-            await pilot.pause(0.1)
-            if not app.screen.downloading:
-                break
-        await pilot.pause(0.2)
-        text = str(app.screen.query_one("#checkpoint", Static).render())
-        assert "the last download failed" in text and "127.0.0.1" in text and "press d to try again" in text
-        await pilot.press("r")
-        await pilot.pause()
-        assert "the last download failed" in str(app.screen.query_one("#checkpoint", Static).render())
-
-
 async def test_the_dashboard_of_an_interrupted_run_says_stopped_and_keeps_the_app_keys(tmp_path):
     """The title says interrupted and the stage column agrees (it said running); e and ctrl+o still
     work there, out of a footer that is full at 80 columns."""

@@ -399,3 +399,9 @@ async def test_a_failed_download_is_a_message_not_a_crash(tmp_path):
                 break
         assert not app.screen.downloading and isinstance(app.screen, EnvironmentScreen)
         assert "not installed" in str(app.screen.query_one("#checkpoint", Static).render())
+        # the reason stays on the screen (not only in a notification), also after a refresh
+        text = str(app.screen.query_one("#checkpoint", Static).render())
+        assert "the last download failed" in text and "127.0.0.1" in text and "press d to try again" in text
+        await pilot.press("r")
+        await pilot.pause()
+        assert "the last download failed" in str(app.screen.query_one("#checkpoint", Static).render())
