@@ -395,7 +395,32 @@ def _message(err: ErrorDetails) -> str:
         return "required; add it"
     if kind == "too_short":
         return "needs at least one entry"
+    if kind in RANGE_ERRORS:
+        return f"must be {_range_of(err['loc'], err.get('ctx') or {})} (it is {err.get('input')!r})"
     return msg.removeprefix("Value error, ")
+
+
+RANGE_ERRORS = ("greater_than_equal", "less_than_equal", "greater_than", "less_than")
+
+
+def _range_of(loc: tuple, ctx: dict) -> str:
+    """A number field's allowed range, both ends where the model has them: 'from 2 to 33'."""
+    model: Any = Recipe
+    bounds: dict[str, Any] = {}
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(part, str) or fields is None or part not in fields:
+            continue
+        info = fields[part]
+        bounds = {k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+        annotation = info.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    bounds = bounds or {k: ctx[k] for k in ("ge", "gt", "le", "lt") if k in ctx}
+    low = f"at least {bounds['ge']}" if "ge" in bounds else f"above {bounds['gt']}" if "gt" in bounds else ""
+    high = f"at most {bounds['le']}" if "le" in bounds else f"below {bounds['lt']}" if "lt" in bounds else ""
+    if "ge" in bounds and "le" in bounds:
+        return f"from {bounds['ge']} to {bounds['le']}"
+    return " and ".join(x for x in (low, high) if x) or "in range"
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

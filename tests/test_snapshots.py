@@ -110,6 +110,16 @@ def test_review(snap_compare, work):
     async def go(pilot):
         await pilot.press("ctrl+n")
         await until_tree_loaded(pilot)
+        await pilot.press("ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n")
+        await pilot.pause()
+
+    assert snap_compare(app_for(work), terminal_size=SIZE, run_before=go)
+
+
+def test_settings(snap_compare, work):
+    async def go(pilot):
+        await pilot.press("ctrl+n")
+        await until_tree_loaded(pilot)
         await pilot.press("ctrl+n", "ctrl+n", "ctrl+n")
         await pilot.pause()
 

@@ -141,7 +141,7 @@ async def test_wizard_walk_from_audio_to_finish(tmp_path):
 
     from onss_tui.pipeline.demo import PITCHES
     from onss_tui.tui.screens.finish import FinishScreen
-    from onss_tui.tui.screens.wizard import AudioScreen, CornersScreen, GridScreen, ReviewScreen
+    from onss_tui.tui.screens.wizard import AudioScreen, CornersScreen, GridScreen, ReviewScreen, SettingsScreen
 
     make_demo(tmp_path / "demo")  # its notes: sine, saw, pluck, bell at 48, 55, 60, 67
     app = app_for(probe_fn=lambda: GpuProbe(problem="no NVIDIA driver"), workdir=tmp_path)
@@ -170,16 +170,24 @@ async def test_wizard_walk_from_audio_to_finish(tmp_path):
         app.screen.query_one("#pitches", Input).value = "48, 60"
         app.screen.query_one("#resolution", Input).value = "5"
         await pilot.pause()
-        assert "unique sounds, 1 pad files" in str(app.screen.query_one("#estimate").render())
+        assert "unique sounds, 1 pad file," in str(app.screen.query_one("#estimate").render())
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, SettingsScreen)
+        assert app.screen.query_one("#device-data-directory", Input).value == "/home/pi/my-pack"
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert isinstance(app.screen, ReviewScreen)
         app.screen.query_one("#name", Input).value = "wiz"
         await pilot.pause()
         await pilot.press("ctrl+r")
-        await pilot.pause()
+        for _ in range(300):  # saved, then the dry run's checks on a thread, then the run starts
+            await pilot.pause(0.05)
+            if isinstance(app.screen, DashboardScreen):
+                break
         recipe = tmp_path / "recipes" / "wiz.yaml"
         assert recipe.is_file()
+        assert "data_directory: /home/pi/wiz\n" in recipe.read_text()  # the pack's own folder on the device
         dash = app.screen
         assert isinstance(dash, DashboardScreen)
         for _ in range(600):

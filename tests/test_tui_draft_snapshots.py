@@ -14,7 +14,7 @@ from onss_tui.pipeline.demo import make_demo
 from onss_tui.tui.recipe_edit import Draft, write_autosave
 from tests.helpers import recipes_listed
 from tests.test_snapshots import app_for, steady_cursors  # noqa: F401  (the fixture, for these pictures too)
-from tests.test_tui_recipe_edit import BROKEN
+from tests.test_tui_recipe_edit import BROKEN, SLURM_TYPO
 
 WORK = Path("/tmp/onss-snapshots-drafts")  # paths show on some screens: one fixed folder
 pytestmark = pytest.mark.xdist_group("snapshots")
@@ -91,11 +91,11 @@ def test_a_failing_recipe_shows_its_problem_on_its_step(snap_compare, work):
 
 def test_the_review_lists_the_problems_no_step_edits(snap_compare, work):
     recipe = work / "recipes" / "demo.yaml"
-    recipe.write_text(recipe.read_text().replace("loop_start: 0.2", "loop_start: 0.9"))
+    recipe.write_text(recipe.read_text() + SLURM_TYPO)
 
     async def go(pilot):
         await open_first_recipe(pilot)
-        await pilot.press("ctrl+n", "ctrl+n", "ctrl+n")
+        await pilot.press("ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n")
         await pilot.pause()
 
     assert snap_compare(app_for(work, gpus=0), terminal_size=SIZE, run_before=go)

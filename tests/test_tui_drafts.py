@@ -238,6 +238,6 @@ async def test_the_grid_keeps_gpu_numbers_it_cannot_offer(tmp_path):
         await pilot.pause()
         assert isinstance(app.screen, GridScreen)
         assert app.screen.query_one("#gpus").value == "[2, 3]"
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+n", "ctrl+n")
         await pilot.pause()
         assert "gpus: [2, 3]" in app.screen.query_one("#yaml").text and not app.draft.dirty

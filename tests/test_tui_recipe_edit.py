@@ -16,7 +16,7 @@ from onss_tui.recipe import Recipe, Slurm, load_recipe, parse_recipe, recipe_yam
 from onss_tui.tui.app import create_app
 from onss_tui.tui.recipe_edit import Draft, lenient_recipe, load_data, recipe_data
 from onss_tui.tui.screens.recipes import RecipesScreen
-from onss_tui.tui.screens.wizard import AudioScreen, CornersScreen, GridScreen, ReviewScreen
+from onss_tui.tui.screens.wizard import AudioScreen, CornersScreen, GridScreen, ReviewScreen, SettingsScreen
 from tests.helpers import recipes_listed
 
 SIZE = (80, 24)
@@ -204,7 +204,7 @@ async def open_in_wizard(pilot, row: int = 0):
 
 
 async def to_review(pilot):
-    for screen in (CornersScreen, GridScreen, ReviewScreen):
+    for screen in (CornersScreen, GridScreen, SettingsScreen, ReviewScreen):
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert isinstance(pilot.app.screen, screen), (screen.__name__, type(pilot.app.screen).__name__)
@@ -299,7 +299,7 @@ async def test_editing_a_saved_recipe_keeps_every_setting_and_comment(tmp_path):
         assert isinstance(app.screen, GridScreen)
         assert app.screen.query_one("#gpus").value == "[2, 3]"  # the recipe's GPUs, offered as they are
         app.screen.query_one("#resolution", Input).value = "7"
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+n", "ctrl+n")
         await pilot.pause()
         assert isinstance(app.screen, ReviewScreen)
         assert app.draft.dirty
@@ -346,7 +346,7 @@ async def test_a_recipe_that_fails_its_check_opens_with_its_problems_in_place(tm
         await pilot.pause()
         assert not grid.query_one("#pitches", Input).has_class("-invalid")
         assert "unique sounds" in str(grid.query_one("#estimate", Static).render())
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+n", "ctrl+n")
         await pilot.pause()
         assert isinstance(app.screen, ReviewScreen)
         await pilot.press("ctrl+s")
@@ -355,30 +355,61 @@ async def test_a_recipe_that_fails_its_check_opens_with_its_problems_in_place(tm
     assert path.read_text() == BROKEN.replace("[48, 200]", "[48, 60]")
 
 
+SLURM_TYPO = "slurm:\n  partition: gpu\n  time: soon\n  max_tasks: 2\n"  # no step edits the slurm section
+
+
 async def test_a_problem_no_step_edits_is_fixed_in_the_reviews_yaml(tmp_path):
     make_demo(tmp_path)
     path = tmp_path / "recipes" / "demo.yaml"
-    text = path.read_text().replace("loop_start: 0.2", "loop_start: 0.9")
+    text = path.read_text() + SLURM_TYPO
     path.write_text(text)
     app = app_for(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await open_in_wizard(pilot)
-        assert "device (the review step)" in str(app.screen.query_one("#recipe-problems", Static).render())
+        assert "slurm.time (the review step)" in str(app.screen.query_one("#recipe-problems", Static).render())
         await to_review(pilot)  # the steps let it through: not their fields
         review = app.screen
         problems = review.query_one("#review-problems", Static)
-        assert problems.display and "loop_start (0.9) must be below loop_end (0.41)" in str(problems.render())
+        assert problems.display and "slurm.time: 'soon': not a Slurm time" in str(problems.render())
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert path.read_text() == text  # refused: nothing written
         area = review.query_one("#yaml", TextArea)
-        area.text = area.text.replace("loop_start: 0.9", "loop_start: 0.3  # fixed")
+        area.text = area.text.replace("time: soon", "time: '02:00:00'  # fixed")
         await pilot.pause()
         assert not problems.display
         await pilot.press("ctrl+s")
         await settle(pilot)
+    assert load_recipe(path).slurm.time == "02:00:00"
+    assert "time: '02:00:00'  # fixed" in path.read_text()
+
+
+async def test_a_device_problem_is_shown_and_fixed_on_the_settings_step(tmp_path):
+    make_demo(tmp_path)
+    path = tmp_path / "recipes" / "demo.yaml"
+    path.write_text(path.read_text().replace("loop_start: 0.2", "loop_start: 0.9"))
+    app = app_for(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_in_wizard(pilot)
+        assert "device (the settings step)" in str(app.screen.query_one("#recipe-problems", Static).render())
+        await pilot.press("ctrl+n", "ctrl+n", "ctrl+n")
+        await pilot.pause()
+        step = app.screen
+        assert isinstance(step, SettingsScreen)
+        assert "loop_start (0.9) must be below loop_end (0.41)" in str(step.query_one("#recipe-problems").render())
+        assert step.query_one("#device-loop-start", Input).value == "0.9"  # as written, to fix
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, SettingsScreen)  # refused until it is fixed
+        step.query_one("#device-loop-start", Input).value = "0.3"
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
     assert load_recipe(path).device.loop_start == 0.3
-    assert "loop_start: 0.3  # fixed" in path.read_text()
+    assert "loop_start: 0.3\n" in path.read_text()
 
 
 async def test_a_recipe_that_is_not_yaml_is_a_message_not_a_crash(tmp_path):
@@ -408,12 +439,12 @@ async def test_an_edit_of_the_reviews_yaml_reaches_the_steps_before_it(tmp_path)
         area = app.screen.query_one("#yaml", TextArea)
         area.text = "# by hand\n" + area.text.replace("pitches: [48, 55, 60, 67]", "pitches: [48, 67]  # two")
         await pilot.pause()
-        await pilot.press("ctrl+b")
+        await pilot.press("ctrl+b", "ctrl+b")
         await pilot.pause()
         grid = app.screen
         assert isinstance(grid, GridScreen)
         assert grid.query_one("#pitches", Input).value == "48, 67"  # the step shows the edit
-        await pilot.press("ctrl+n")  # and passing through it keeps it
+        await pilot.press("ctrl+n", "ctrl+n")  # and passing through it keeps it
         await pilot.pause()
         assert isinstance(app.screen, ReviewScreen)
         assert "pitches: [48, 67]  # two" in app.screen.query_one("#yaml", TextArea).text

@@ -38,7 +38,7 @@ def demo(tmp_path):
 
 
 async def walk_to(pilot, screen_type):
-    for _ in range(5):
+    for _ in range(8):  # the environment, then every step of the wizard
         if isinstance(pilot.app.screen, screen_type):
             return
         for _ in range(200):  # the audio step scans its folder on a thread; Next waits for it
@@ -321,7 +321,7 @@ async def test_bad_inputs_are_shown_with_their_fix_and_refused(demo):
         assert isinstance(app.screen, GridScreen)
         assert app.draft.pitches == [48, 50]
         grid.query_one("#pitches", Input).value = "48, 60"
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+n", "ctrl+n")
         await pilot.pause()
         assert isinstance(app.screen, ReviewScreen)
 

@@ -87,6 +87,11 @@ async def main() -> None:
     async def review(pilot):
         await pilot.press("ctrl+n")
         await _tree_loaded(pilot)
+        await pilot.press("ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n")
+
+    async def settings(pilot):
+        await pilot.press("ctrl+n")
+        await _tree_loaded(pilot)
         await pilot.press("ctrl+n", "ctrl+n", "ctrl+n")
 
     run = RunDir(WORK / "live")
@@ -118,6 +123,7 @@ async def main() -> None:
     shots = [
         ("environment", "onss: environment", None, {}),
         ("corners", "onss: corners", corners, {}),
+        ("settings", "onss: settings", settings, {}),
         ("review", "onss: review", review, {}),
         ("dashboard", "onss: dashboard", None, {"run_dir": run.path}),
         ("finish", "onss: finish", finish, {}),

@@ -9,6 +9,7 @@ an ``auto`` that the plan stage measures on a GPU is shown as such.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from onss_tui.vocab import AUTO
 if TYPE_CHECKING:
     from onss_tui.pipeline.runner import Runner
 
-__all__ = ["dry_run", "dry_run_text", "slurm_dry_run", "slurm_dry_run_text"]
+__all__ = ["dry_run", "dry_run_text", "slurm_dry_run", "slurm_dry_run_text", "Verdict", "verdict"]
 
 
 def _checked(runner: Runner) -> dict[str, Any]:
@@ -170,3 +171,38 @@ def dry_run_text(report: dict[str, Any]) -> str:
     lines.append(f"  would run     {', '.join(report['stages_to_run']) or 'nothing: the run is done'}")
     lines.append(f"  plan          {report['planned']}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a recipe's run can start: ``problem`` is what would stop it (the error a real run
+    gives, with its fix), ``warning`` what a user would want to know first (and may accept)."""
+
+    problem: str | None = None
+    warning: str | None = None
+    report: dict[str, Any] | None = None
+
+
+def verdict(recipe_path: Path, device: str | None = None) -> Verdict:
+    """The dry run's checks on a saved recipe, as a verdict instead of an exception (the wizard asks
+    before it starts a run; call it on a thread: it reads every note and probes the GPUs)."""
+    from onss_tui.errors import user_errors
+    from onss_tui.pipeline.runner import Runner
+
+    try:
+        report = dry_run(Runner.from_file(recipe_path, device=device))
+    except user_errors() as exc:
+        return Verdict(problem=str(exc))
+    est = report["estimates"]
+    disk, free = sum(est["disk_bytes"].values()), est.get("free_bytes")
+    if free is not None and disk > free:
+        return Verdict(problem=f"{report['run_folder']}: the run needs about {size_text(disk)} and "
+                               f"{size_text(free)} is free there. Free some space, or set 'output' to a "
+                               "folder on a bigger disk.", report=report)
+    on_cpu = all(e["gpu"] is None for e in report["executors"])
+    if report["engine"] == "nsynth" and on_cpu:
+        return Verdict(warning=f"No CUDA GPU here: NSynth would generate {report['sounds']:,} sounds on the CPU "
+                               f"({est['time_text']}; on a GPU it is minutes to hours). Run it on a GPU "
+                               "machine or on Slurm, or use the preview engine to check the layout.",
+                       report=report)
+    return Verdict(report=report)

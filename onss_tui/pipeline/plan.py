@@ -504,5 +504,5 @@ def _check_checkpoint(recipe: Recipe) -> None:
     except CheckpointError as exc:
         fix = ("Fix 'checkpoint' in the recipe" if recipe.checkpoint else
                "Install it with 'onss model download' (or set 'checkpoint' in the recipe)")
-        raise PlanError(f"the nsynth engine needs the NSynth checkpoint: {exc}. {fix}, "
+        raise PlanError(f"the nsynth engine needs the NSynth checkpoint: {str(exc).rstrip('.')}. {fix}, "
                         "or set engine: preview to check the layout without it.") from None

@@ -22,7 +22,7 @@ from pathlib import Path
 from onss_tui.atomic import atomic_write_text
 
 __all__ = ["bench_dir", "save_result", "load_results", "reference_results", "rate", "Projection", "project",
-           "cpu_name", "human_time"]
+           "cpu_name", "human_time", "PreviewCost", "preview_cost", "preview_projection"]
 
 PRECISION_ORDER = ("bf16", "tf32", "fp32")  # what "auto" prefers, fastest first
 
@@ -133,6 +133,59 @@ def project(sounds: int, sample_length: int, devices: list[str], precision: str 
         return Projection(seconds, f"about {human_time(seconds)} on {where} ({used}, from onss's measurement of "
                                    f"this GPU model on {', '.join(dates)}; `onss bench` measures yours)")
     return Projection(seconds, f"about {human_time(seconds)} on {where} ({used}, measured)")
+
+
+@dataclass(frozen=True)
+class PreviewCost:
+    """What one sound costs the preview engine's run on this CPU, measured (seconds)."""
+
+    morph: float  # the generate stage: one sound morphed from four notes
+    clean: float  # the clean stage: one sound de-clicked, normalised and through its clean mode
+
+
+_preview_costs: dict[tuple[int, str], PreviewCost] = {}
+
+
+def preview_cost(sample_length: int = 64000, clean_mode: str = "mp3", repeats: int = 3) -> PreviewCost:
+    """Time the preview engine and the clean stage on one synthetic sound (a fraction of a second;
+    kept for the process). The fastest of ``repeats`` is taken: what the machine does unloaded."""
+    import time
+
+    import numpy as np
+
+    from onss_tui.pipeline.clean import clean_sound, mp3_unavailable
+    from onss_tui.pipeline.preview import morph
+
+    key = (sample_length, clean_mode)
+    if key in _preview_costs:
+        return _preview_costs[key]
+    rng = np.random.default_rng(0)
+    notes = [(0.3 * rng.standard_normal(sample_length)).astype(np.float32) for _ in range(4)]
+    weights = [0.4, 0.3, 0.2, 0.1]
+    mode = "lowpass" if clean_mode == "mp3" and mp3_unavailable() else clean_mode
+    morphs, cleans = [], []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        sound = morph(notes, weights)
+        t1 = time.perf_counter()
+        clean_sound(np.clip(sound * 32767, -32768, 32767).astype(np.int16), mode, -12.0)
+        cleans.append(time.perf_counter() - t1)
+        morphs.append(t1 - t0)
+    cost = PreviewCost(min(morphs), min(cleans))
+    _preview_costs[key] = cost
+    return cost
+
+
+PREVIEW_START_S = 3.0  # a run's fixed part: the stages' start, the worker and the pools (the demo: ~3 s)
+
+
+def preview_projection(sounds: int, cost: PreviewCost, cpu_workers: int | None = None) -> Projection:
+    """The preview engine's run time from :func:`preview_cost`: one worker morphs, the clean stage
+    uses every core."""
+    workers = max(1, cpu_workers or os.cpu_count() or 1)
+    seconds = PREVIEW_START_S + sounds * cost.morph + sounds * cost.clean / workers
+    return Projection(seconds, f"about {human_time(seconds)} on this CPU (preview engine; measured here: "
+                               f"{cost.morph * 1e3:.0f} ms a sound to morph, {cost.clean * 1e3:.0f} ms to clean)")
 
 
 def cpu_name() -> str:

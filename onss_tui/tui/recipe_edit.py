@@ -37,7 +37,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from onss_tui import recipe as _recipe
-from onss_tui.recipe import CORNERS, Corners, Instrument, Recipe, RecipeError, parse_recipe
+from onss_tui.recipe import CORNERS, Corners, Device, Instrument, Recipe, RecipeError, parse_recipe
 
 __all__ = ["Draft", "Problem", "Check", "load_data", "lenient_recipe", "recipe_data", "fresh_yaml", "render",
            "patch_text", "read_recipe_text", "autosave_path", "write_autosave", "read_autosave", "clear_autosave"]
@@ -389,7 +389,15 @@ def fresh_recipe(workdir: Path) -> Recipe:
     """The wizard's start: the notes in ./audio, the preview engine, the run in ./runs/NAME."""
     return Recipe.model_construct(
         name="my-pack", inputs=str((workdir / "audio").resolve()), corners=_PLACEHOLDERS["corners"](),
-        pitches=[36, 48, 60, 72], resolution=9, engine="preview", output=str((workdir / "runs" / "my-pack").resolve()))
+        pitches=[36, 48, 60, 72], resolution=9, engine="preview", output=str((workdir / "runs" / "my-pack").resolve()),
+        device=Device(data_directory=device_folder("my-pack")))
+
+
+def device_folder(name: str) -> str:
+    """The pads' folder on the device for a pack: its own, so a second pack's deploy does not leave
+    the first one's files beside it (the recipe's default, /home/pi/pads, is kept for recipes that
+    say nothing)."""
+    return f"/home/pi/{name}"
 
 
 def _labels(recipe: Recipe) -> dict[str, dict[str, str]]:
@@ -482,10 +490,22 @@ class Draft:
         return True
 
     def update_generation(self, **changes: Any) -> bool:
-        g = self.recipe.generation
-        if all(getattr(g, k, MISSING) == v for k, v in changes.items()):
+        return self.update_section("generation", **changes)
+
+    def update_section(self, section: str, **changes: Any) -> bool:
+        """Set fields of a section (generation, clean, device), unvalidated; False when they already
+        had those values, or when the section is no mapping at all (its problem is fixed on the review step)."""
+        current = getattr(self.recipe, section, None)
+        if not isinstance(current, BaseModel):
             return False
-        return self.update(generation=g.model_copy(update=changes))
+        if all(getattr(current, k, MISSING) == v for k, v in changes.items()):
+            return False
+        return self.update(**{section: current.model_copy(update=changes)})
+
+    def section_value(self, field: str) -> Any:
+        """A dotted field's value (``device.midi_channel``); MISSING where the section has none."""
+        section, _, name = field.partition(".")
+        return getattr(getattr(self.recipe, section, None), name, MISSING)
 
     # -- what the screens read and set ----------------------------------------------------------
     @property
@@ -563,11 +583,15 @@ class Draft:
             self.update(corners=corners)
 
     def rename(self, name: str) -> None:
-        """A new name; an output folder named after the old name follows it."""
+        """A new name; an output folder and a device data folder named after the old name follow it."""
         old, changes = self.name, {"name": name}
         output = self.recipe.output
         if isinstance(output, str) and old and Path(output).name == old and name:
             changes["output"] = str(Path(output).with_name(name))
+        device = self.recipe.device
+        if (isinstance(device, Device) and old and name
+                and device.data_directory == device_folder(old)):
+            changes["device"] = device.model_copy(update={"data_directory": device_folder(name)})
         self.update(**changes)
 
     # -- saving -----------------------------------------------------------------------------------

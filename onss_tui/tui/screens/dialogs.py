@@ -1,4 +1,4 @@
-"""Unsaved work: asked before it is left, offered back after a crash."""
+"""Unsaved work: asked before it is left, offered back after a crash; a run the dry run warns about."""
 
 from __future__ import annotations
 
@@ -53,3 +53,23 @@ class ResumeDraft(ModalScreen[str]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss("resume" if event.button.id == "resume-yes" else "discard")
+
+
+class ConfirmRun(ModalScreen[str]):
+    """A run the dry run warns about (NSynth on the CPU): run it anyway, or not."""
+
+    BINDINGS = [("escape", "dismiss('cancel')", "Cancel")]
+
+    def __init__(self, warning: str):
+        super().__init__()
+        self.warning = warning
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-run", classes="dialog"):
+            yield Label(self.warning)
+            with Horizontal():
+                yield Button("Cancel", variant="primary", id="cancel")
+                yield Button("Run anyway", variant="warning", id="run")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(str(event.button.id))

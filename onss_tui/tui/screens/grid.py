@@ -7,9 +7,11 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Grid
+from textual.message import Message
 from textual.widgets import Footer, Header, Input, Label, Select, Static
 
 from onss_tui.pipeline.grid import CORNER_NAMES, plan_sounds
+from onss_tui.pipeline.throughput import PreviewCost
 from onss_tui.tui.recipe_edit import Draft
 from onss_tui.tui.screens.audio import AudioScreen
 from onss_tui.tui.screens.corners import CornersScreen
@@ -18,7 +20,7 @@ from onss_tui.vocab import ENGINES, ROW_LENGTH, PrecisionSetting, choices
 
 PRESETS = {"original (24..84 step 4)": list(range(24, 85, 4)), "four octaves (36, 48, 60, 72)": [36, 48, 60, 72]}
 # the engine select: what each engine costs, the wizard's default (preview) first
-ENGINE_LABELS = {"preview": "preview (CPU, seconds)", "nsynth": "nsynth (GPU)"}
+ENGINE_LABELS = {"preview": "preview (CPU)", "nsynth": "nsynth (GPU)"}
 ENGINE_OPTIONS = [(ENGINE_LABELS.get(e, e), e) for e in sorted(ENGINES, key=lambda e: e != "preview")]
 PRECISION_OPTIONS = [(p, p) for p in choices(PrecisionSetting)]
 
@@ -40,24 +42,66 @@ def generation_devices(draft: Draft, gpu_names: list[str]) -> list[str]:
     return gpu_names
 
 
-def estimate(draft: Draft, devices: list[str], results: list[dict] | None = None) -> str:
-    """Unique sounds, pads, their size, and the projected generation time from measured figures."""
-    from onss_tui.pipeline.throughput import project
+def estimate(draft: Draft, devices: list[str], results: list[dict] | None = None,
+             preview: PreviewCost | None = None) -> str:
+    """Unique sounds, pads, their size, and the projected generation time from measured figures
+    (the preview engine's from ``preview``, measured on this CPU)."""
+    from onss_tui.pipeline.throughput import preview_projection, project
 
     corners = [draft.corners[c] for c in CORNER_NAMES]
     if not all(corners) or not draft.pitches or draft.resolution < 2:
         return "fill in corners, pitches and resolution for estimates"
     plan = plan_sounds(corners, draft.pitches, draft.resolution)
-    n = len(plan.sounds)
-    size = len(plan.pads) * draft.resolution ** 2 * len(draft.pitches) * ROW_LENGTH * 2
+    n, pads = len(plan.sounds), len(plan.pads)
+    size = pads * draft.resolution ** 2 * len(draft.pitches) * ROW_LENGTH * 2
     if draft.engine == "preview":
-        when = "seconds on the CPU (preview engine)"
+        when = ("measuring the preview engine on this CPU ..." if preview is None
+                else preview_projection(n, preview).text)
     else:
         length = draft.recipe.generation.sample_length
         length = length if isinstance(length, int) and length > 0 else 64000
         when = project(n, length, devices, draft.precision, results).text
-    return (f"{n:,} unique sounds, {len(plan.pads)} pad files, {size / 1e9:.2f} GB\n"
+    return (f"{n:,} unique sounds, {pads} pad file{'s' if pads != 1 else ''}, {size / 1e9:.2f} GB\n"
             f"generation: {when}")
+
+
+def missing_notes(draft: Draft, pitches: list[int] | None = None) -> dict[int, list[str]]:
+    """Per pitch, the placed instruments with no note at it in the notes folder (empty before a scan)."""
+    if not draft.found:
+        return {}
+    placed = [n for c in CORNER_NAMES for n in draft.corners[c] if n in draft.found]
+    out: dict[int, list[str]] = {}
+    for p in draft.pitches if pitches is None else pitches:
+        if not 0 <= p <= 127:
+            continue  # no MIDI note: the recipe's check says so
+        lacking = [n for n in placed if p not in draft.found[n]]
+        if lacking:
+            out[p] = lacking
+    return out
+
+
+def missing_text(missing: dict[int, list[str]], limit: int = 4) -> str:
+    """'bell at 67; saw, sine at 84' (at most ``limit`` pitches, then how many more)."""
+    parts = [f"{', '.join(names)} at {p}" for p, names in sorted(missing.items())]
+    more = f" and {len(parts) - limit} more pitch(es)" if len(parts) > limit else ""
+    return "; ".join(parts[:limit]) + more
+
+
+def preset_label(name: str, pitches: list[int], missing: dict[int, list[str]], scanned: bool) -> str:
+    """A preset as the select offers it: whether the notes cover it."""
+    if not scanned:
+        return name
+    if not missing:
+        return f"{name}: every note there"
+    return f"{name}: {len(missing)} of {len(pitches)} pitches lack notes"
+
+
+class PreviewMeasured(Message):
+    """The preview engine's cost on this CPU, measured on a thread."""
+
+    def __init__(self, cost: PreviewCost):
+        super().__init__()
+        self.cost = cost
 
 
 def gpus_key(gpus: Any) -> str:
@@ -90,16 +134,22 @@ class GridScreen(WizardStep):
         values, options = self.values(), self.options()
         with Grid(id="form"):
             yield Label("pitches")
-            yield Input(values["pitches"], id="pitches", placeholder="MIDI notes, comma-separated, in device order")
+            yield Input(values["pitches"], id="pitches", placeholder="MIDI notes, comma-separated, in device order",
+                        classes="wide")
             yield Label("preset")
-            yield Select([(k, k) for k in PRESETS], prompt="(pick one to fill the pitches)", id="preset")
+            yield Select(self.preset_options(), prompt="(pick one to fill the pitches)", id="preset", classes="wide")
             yield Label("resolution")
-            yield Input(values["resolution"], id="resolution", type="integer")
+            yield Input(values["resolution"], id="resolution", type="integer", placeholder="2-33")
             for name, label in (("engine", "engine"), ("precision", "precision"), ("gpus", "GPUs")):
                 yield Label(label)
                 yield Select(options[name], value=values[name], allow_blank=False, id=name)
+        yield Static("", id="pitch-hint", markup=False)
         yield Static("", id="estimate", markup=False)
         yield Footer()
+
+    def preset_options(self) -> list[tuple[str, str]]:
+        scanned = bool(self.draft.found)
+        return [(preset_label(k, v, missing_notes(self.draft, v), scanned), k) for k, v in PRESETS.items()]
 
     def values(self) -> dict[str, str]:
         """The draft's values, as the fields show them."""
@@ -138,14 +188,44 @@ class GridScreen(WizardStep):
                     select.value = values[name]
         self.update_estimate()
 
+    preview: PreviewCost | None = None  # the preview engine's cost here, once measured
+    left_out = ""  # the pitches a new recipe's start left out, and why
+
     def on_mount(self) -> None:
         placed = [n for c in CORNER_NAMES for n in self.draft.corners[c]]
-        have = set.intersection(*(set(self.draft.found.get(n, [])) for n in placed)) if placed else set()
-        # a new recipe starts from the pitches every instrument has (an opened one keeps its own)
+        found = [set(self.draft.found.get(n, [])) for n in placed]
+        have = set.intersection(*found) if found else set()
+        # a new recipe starts from the pitches every instrument has (an opened one keeps its own), and says
+        # which pitches some instrument lacks
         if self.draft.source is None and have and not set(self.draft.pitches) <= have:
+            some = sorted(set.union(*found) - have)
+            if some:
+                self.left_out = (f"left out {', '.join(map(str, some))}: not every instrument has a note there "
+                                 f"({missing_text(missing_notes(self.draft, some), 3)})")
             self.query_one("#pitches", Input).value = ", ".join(map(str, sorted(have)))
             self.draft.update(pitches=sorted(have))
+        self.measure_preview()
         self.update_estimate()
+
+    def measure_preview(self) -> None:
+        """The preview engine's cost on this CPU, measured once on a thread (a fraction of a second)."""
+        from onss_tui.pipeline.throughput import preview_cost
+
+        g, clean = self.draft.recipe.generation, self.draft.recipe.clean
+        length = g.sample_length if isinstance(g.sample_length, int) and g.sample_length >= 512 else 64000
+        mode = str(getattr(clean, "mode", "mp3"))
+        self.run_worker(lambda: self.post_message(PreviewMeasured(preview_cost(length, mode))), thread=True,
+                        group="preview-cost", exclusive=True)
+
+    def on_preview_measured(self, message: PreviewMeasured) -> None:
+        self.preview = message.cost
+        self.update_estimate()
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        preset = self.query_one("#preset", Select)
+        with preset.prevent(Select.Changed):
+            preset.set_options(self.preset_options())  # the notes or corners may have changed meanwhile
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "preset" and event.value in PRESETS:
@@ -176,25 +256,30 @@ class GridScreen(WizardStep):
         problem = self.commit()
         if problem:
             return problem
-        missing = [f"{n} at {p}" for c in CORNER_NAMES for n in self.draft.corners[c] for p in self.draft.pitches
-                   if p not in self.draft.found.get(n, [])]
+        missing = missing_notes(self.draft)
         if missing:
-            return f"missing notes: {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+            return f"missing notes: {missing_text(missing)}; remove those pitches or add the notes"
         return super().save()
 
     def update_estimate(self) -> None:
         typed_problem = self.commit()
         mine = self.problems()
+        missing = missing_notes(self.draft)
         for field, selector in self.WIDGETS.items():
-            self.query_one(selector).set_class(any(p.of((field,)) for p in mine), "-invalid")
-        if typed_problem or mine:  # the problems in place of the estimate, until they are fixed
-            self.query_one("#estimate", Static).update(
-                "\n".join(([f"error: {typed_problem}"] if typed_problem else []) + [f"error: {p.short()}"
-                                                                                    for p in mine]))
+            self.query_one(selector).set_class(any(p.of((field,)) for p in mine)
+                                               or (field == "pitches" and bool(missing)), "-invalid")
+        hint = self.query_one("#pitch-hint", Static)
+        hint.update(self.left_out if not missing else "")
+        hint.display = bool(self.left_out and not missing)
+        errors = ([f"error: {typed_problem}"] if typed_problem else []) + [f"error: {p.short()}" for p in mine]
+        if missing:
+            errors.append(f"error: missing notes: {missing_text(missing)}; remove those pitches or add the notes")
+        if errors:  # the problems in place of the estimate, until they are fixed
+            self.query_one("#estimate", Static).update("\n".join(errors))
             return
         devices = generation_devices(self.draft, [g.name for g in self.app.probe().gpus])
         try:
-            text = estimate(self.draft, devices, self.app.bench_results())
+            text = estimate(self.draft, devices, self.app.bench_results(), self.preview)
         except ValueError as exc:
             text = str(exc)
         self.query_one("#estimate", Static).update(text)

@@ -14,6 +14,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, Header, Input, Label, Static, TextArea
 
+from onss_tui.pipeline.dryrun import Verdict
 from onss_tui.recipe import Recipe, RecipeError
 from onss_tui.tui.recipe_edit import Check, Problem
 from onss_tui.tui.screens.step import REVIEW, WizardStep, problem_lines
@@ -38,6 +39,14 @@ class SlurmResult:
     ok: bool
     text: str  # what onss run --slurm printed: the job ids, or the error
     run_dir: Path | None
+
+
+class RunChecked(Message):
+    """The dry run's verdict on the saved recipe at ``path``, before it is started."""
+
+    def __init__(self, path: Path, verdict: Verdict):
+        super().__init__()
+        self.path, self.verdict = path, verdict
 
 
 class SlurmSubmitted(Message):
@@ -81,6 +90,7 @@ class ReviewScreen(WizardStep):
         super().__init__()
         self.sbatch: str | None = None  # where sbatch is, once looked up (on a thread)
         self.pending: list[Problem] = []  # the edited YAML's problems while it is no recipe at all
+        self.checking = False  # a saved recipe's dry run is on its way (ctrl+r waits for it)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "next":
@@ -164,8 +174,45 @@ class ReviewScreen(WizardStep):
             self.app.save_draft()
 
     def action_run(self) -> None:
+        if self.checking:
+            self.notify("still checking the recipe before it runs ...")
+            return
         if self.ready():
-            self.app.save_draft(then=self.app.start_run)
+            self.app.save_draft(then=self.check_and_run)
+
+    def check_and_run(self, path: Path) -> None:
+        """The dry run's checks on a thread (every note read, the GPUs probed); the run starts only
+        if they pass, and a warning (NSynth on the CPU) is asked about first."""
+        from onss_tui.pipeline.dryrun import verdict
+
+        self.checking = True
+        self.say(f"checking {path.name} before it runs (notes, checkpoint, GPUs, disk) ...", error=False)
+        self.run_worker(lambda: self.post_message(RunChecked(path, verdict(path))), thread=True, group="check")
+
+    def say(self, text: str, error: bool = True) -> None:
+        shown = self.query_one("#review-problems", Static)
+        shown.update(text)
+        shown.set_class(not error, "-note")
+        shown.display = bool(text)
+
+    def on_run_checked(self, message: RunChecked) -> None:
+        from onss_tui.tui.screens.dialogs import ConfirmRun
+
+        self.checking = False
+        v = message.verdict
+        if v.problem:
+            self.say(f"error: not started: {v.problem}")
+            self.notify("not started: see the reason below the recipe", severity="error", timeout=10)
+            return
+        self.say("")
+        if v.warning:
+            def answer(choice: str | None) -> None:
+                if choice == "run":
+                    self.app.start_run(message.path)
+
+            self.app.push_screen(ConfirmRun(v.warning), answer)
+            return
+        self.app.start_run(message.path)
 
     def action_slurm(self) -> None:
         if self.ready():

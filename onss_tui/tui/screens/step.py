@@ -45,7 +45,7 @@ class WizardStep(Screen):
         """Show this step's problems in place (the banner; a step may show them elsewhere)."""
         check = self.draft.check()
         mine = self.problems(check)
-        lines = [f"error: {p.short()}" for p in mine]
+        lines = [f"error: {t}" for t in self.typed_problems()] + [f"error: {p.short()}" for p in mine]
         if self.draft.source is not None:  # an opened file: where its other problems are fixed
             later = [p for p in check.problems if p not in mine and not p.of(self.EARLIER)]
             if later:
@@ -59,6 +59,10 @@ class WizardStep(Screen):
             return
         banner.update("\n".join(lines))
         banner.display = bool(lines)
+
+    def typed_problems(self) -> list[str]:
+        """What is typed in the step's boxes that is no value at all (the draft keeps its old value)."""
+        return []
 
     def save(self) -> str | None:
         """Store the screen's fields in the draft; return a problem to show, or None."""

@@ -1,4 +1,4 @@
-"""The wizard: audio -> corners -> pitches and grid -> review (save, run). Keys: ctrl+n next, ctrl+b back.
+"""The wizard: audio -> corners -> pitches and grid -> settings -> review (save, run). Keys: ctrl+n next, ctrl+b back.
 
 The screens edit one :class:`~onss_tui.tui.recipe_edit.Draft`: a :class:`~onss_tui.recipe.Recipe`
 changed with ``model_copy(update=...)`` as fields change, so every setting of an opened recipe
@@ -21,13 +21,14 @@ from onss_tui.tui.screens.corners import CornersScreen
 from onss_tui.tui.screens.dialogs import ResumeDraft, UnsavedChanges
 from onss_tui.tui.screens.grid import GridScreen
 from onss_tui.tui.screens.review import DraftSaved, DraftSaveFailed, ReviewScreen, SlurmResult, submit_to_slurm
+from onss_tui.tui.screens.settings import SettingsScreen
 from onss_tui.tui.screens.step import REVIEW, WizardStep
 
-__all__ = ["Draft", "AudioScreen", "AudioTree", "CornersScreen", "GridScreen", "ReviewScreen", "UnsavedChanges",
-           "ResumeDraft", "DraftSaved", "DraftSaveFailed", "SlurmResult", "submit_to_slurm", "STEPS", "next_of",
-           "step_of"]
+__all__ = ["Draft", "AudioScreen", "AudioTree", "CornersScreen", "GridScreen", "SettingsScreen", "ReviewScreen",
+           "UnsavedChanges", "ResumeDraft", "DraftSaved", "DraftSaveFailed", "SlurmResult", "submit_to_slurm", "STEPS",
+           "next_of", "step_of"]
 
-STEPS: tuple[type[WizardStep], ...] = (AudioScreen, CornersScreen, GridScreen, ReviewScreen)
+STEPS: tuple[type[WizardStep], ...] = (AudioScreen, CornersScreen, GridScreen, SettingsScreen, ReviewScreen)
 
 
 def next_of(step: type[Screen]) -> type[WizardStep] | None:
