@@ -244,8 +244,12 @@ def run_worker(run: RunDir, plan: RunPlan, worker: int, engine: Engine,
             raise Preempted(f"worker {worker}: stopped in shard {shard.id}")
         if not engine.reports_samples:
             engine.generate_shard(run, shard, out)
-            send(stream, "progress", batch=i, batches=len(mine), sample=1, samples=1, sounds=n, samples_per_s=None,
-                 **where)
+            # a whole shard at once (the preview engine): its rate is the shard's, so every engine's
+            # viewers show samples/s and a time left
+            length = plan.sample_length
+            rate = n * length / max(time.monotonic() - t0, 1e-9)
+            send(stream, "progress", batch=i, batches=len(mine), sample=length, samples=length, sounds=n,
+                 samples_per_s=round(rate, 1), **where)
         else:
             last: list = [t0, None]  # (time, sample) of the previous report
 
