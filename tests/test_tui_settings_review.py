@@ -109,6 +109,8 @@ async def test_settings_problems_show_in_place_and_stop_next(demo):
         screen.query_one("#device-loop-start", Input).value = "0.7"
         await pilot.pause()
         assert "loop_start (0.7) must be below loop_end (0.41)" in text_of(screen, "#recipe-problems")
+        assert screen.query_one("#device-loop-start").has_class("-invalid")
+        assert screen.query_one("#device-loop-end").has_class("-invalid")
         screen.query_one("#device-loop-start", Input).value = "0.2"
         # a problem in a folded field unfolds it; what is typed that is no number at all is said too
         screen.query_one("#generation-batch-size", Input).value = "many"

@@ -173,7 +173,9 @@ class SettingsScreen(WizardStep):
         super().show_problems()
         mine, typed = self.problems(), self.typed_problems()
         for s in SETTINGS:
-            bad = any(p.of((s.field,)) for p in mine) or any(t.startswith(s.field + ":") for t in typed)
+            bad = (any(p.of((s.field,)) for p in mine) or any(t.startswith(s.field + ":") for t in typed)
+                   or (s.name in ("loop_start", "loop_end")  # the device's rule on both points
+                       and any(p.field == "device" and "loop_start" in p.message for p in mine)))
             self.query_one(f"#{s.id}").set_class(bad, "-invalid")
             if bad and s in ADVANCED:
                 self.query_one("#advanced", Collapsible).collapsed = False  # a problem is never folded away
