@@ -105,6 +105,12 @@ async def test_settings_problems_show_in_place_and_stop_next(demo):
         await pilot.pause()
         assert isinstance(app.screen, SettingsScreen)  # refused, with the reason
         screen.query_one("#device-midi-channel", Input).value = "2"
+        screen.query_one("#device-data-directory", Input).value = ""
+        await pilot.pause()
+        assert ("device.data_directory: (empty) is not a folder on the device, e.g. /home/pi/NAME"
+                in text_of(screen, "#recipe-problems"))
+        assert app.draft.recipe.device.data_directory == "/home/pi/my-pack"  # kept until a folder is typed
+        screen.query_one("#device-data-directory", Input).value = "/home/pi/x"
         # loop points the wrong way round: the model's own rule, on the step
         screen.query_one("#device-loop-start", Input).value = "0.7"
         await pilot.pause()

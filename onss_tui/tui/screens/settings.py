@@ -61,7 +61,8 @@ ADVANCED: tuple[Setting, ...] = (
     Setting("clean.normalize_dbfs", "peak dBFS", "float", "-60 to 0"),
 )
 SETTINGS = DEVICE + ADVANCED
-WHAT_TYPED = {"int": "a whole number", "float": "a number", "auto-int": "auto or a whole number"}
+WHAT_TYPED = {"int": "a whole number", "float": "a number", "auto-int": "auto or a whole number",
+              "text": "a folder on the device, e.g. /home/pi/NAME"}
 
 
 def shown(value: Any) -> str:
@@ -73,6 +74,8 @@ def typed_value(setting: Setting, text: str) -> Any:
     """What a box's text sets; ValueError where it is not of the field's kind."""
     text = text.strip()
     if setting.kind == "text":
+        if not text:  # (the app would look for pads in its own bin/data: never what a user means here)
+            raise ValueError("empty")
         return text
     if setting.kind == "auto-int" and text == "auto":
         return text
