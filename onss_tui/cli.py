@@ -93,18 +93,9 @@ def _open_closed_std_fds() -> None:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from onss_tui.audio.io import AudioError
-    from onss_tui.cluster.scheduler import SlurmError
-    from onss_tui.device.deploy import DeployError
-    from onss_tui.model.checkpoint import CheckpointError
-    from onss_tui.model.install import InstallError
-    from onss_tui.pipeline.context import RunError
-    from onss_tui.pipeline.prepare import PrepareError
-    from onss_tui.pipeline.rundir import RunLocked
-    from onss_tui.recipe import RecipeError
+    from onss_tui.errors import user_errors
 
-    return (UserError, CheckpointError, InstallError, AudioError, RecipeError, PrepareError, RunError, RunLocked,
-            DeployError, SlurmError)
+    return (UserError, *user_errors())
 
 
 # --------------------------------------------------------------------------------------------
@@ -853,6 +844,8 @@ def _status_once(run_dir: Path, as_json: bool) -> int:
         alive = f"running on Slurm ({len(slurm['jobs'])} job(s) or task(s) queued)"
     elif pid:
         alive = f"running (pid {pid})"
+    elif state.status in ("running", INTERRUPTED) and slurm is None and run.stop_requested():
+        alive = "stopped"  # (onss stop or the dashboard asked it to: its supervisor ended without saying so)
     elif state.status == "running" and slurm is not None:
         alive = f"{INTERRUPTED} (no Slurm job of it is queued; run the recipe again with --slurm to resume)"
     elif state.status == "running":
@@ -909,18 +902,16 @@ def cmd_stop(args: argparse.Namespace) -> int:
               "kept; run the recipe again with --slurm to submit only what is missing." if alive else
               f"{run.path}: no Slurm job of this run is queued.")
         return 0
-    pid = run.locked_by()
-    if not pid or pid < 0:
+    from onss_tui.pipeline.runner import stop_run
+
+    pid = stop_run(run.path, group=args.group, wait=10.0)  # (marked stopped however long it takes to end)
+    if pid is None:
         print(f"{run.path}: no run is active.")
-        return 0
-    os.killpg(os.getpgid(pid), signal.SIGTERM) if args.group else os.kill(pid, signal.SIGTERM)
-    for _ in range(100):
-        if run.locked_by() is None:
-            break
-        time.sleep(0.1)
-    if run.locked_by() is None and run.state().status in ("running", "interrupted"):
-        run.update_state(status="stopped")  # (asked to stop: not interrupted)
-    print(f"Stopped pid {pid}. Finished work is kept; run the recipe again to resume.")
+    elif run.locked_by() is not None:
+        print(f"Asked pid {pid} to stop; it is still stopping its workers, and the run will say stopped when it "
+              f"ends (watch it: onss status {run.path}). Finished work is kept; run the recipe again to resume.")
+    else:
+        print(f"Stopped pid {pid}. Finished work is kept; run the recipe again to resume.")
     return 0
 
 
@@ -1080,7 +1071,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from onss_tui.device.remote import DEFAULT_RESTART, deploy_remote, parse_target
 
     args.restart_command = args.restart_command or os.environ.get("ONSS_RESTART_COMMAND") or DEFAULT_RESTART
-    progress = lambda name, i, n: print(f"  copied {name} ({i}/{n})")  # noqa: E731
+    progress = lambda name, i, n: print(f"  copied {name} ({i}/{n})", file=sys.stderr, flush=True)  # noqa: E731
     remote = parse_target(args.to)
     if remote is None and args.restart:
         raise DeployError(f"{args.to}: --restart needs the synth as an ssh target (pi@HOST); after a card "
@@ -1097,6 +1088,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
               f"({at}{report.pads_dir}, {at}{report.settings}).")
     else:
         print(f"Pads in {at}{report.pads_dir}: {len(report.copied)} copied, {len(report.skipped)} already there.")
+        if report.fixed:
+            uid, gid, mode = report.pad_owner or (-1, -1, 0)
+            print(f"Gave {len(report.fixed)} pads already there the owner of their folder and a mode it can read "
+                  f"({uid}:{gid}, {mode:04o}); their bytes were not rewritten.")
         for b in report.backups:
             print(f"Backed up {at}{b}")
         print(f"Settings written: {at}{report.settings}" if report.settings_written

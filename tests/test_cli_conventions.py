@@ -155,6 +155,23 @@ def test_run_progress_goes_to_stderr_and_the_results_to_stdout(tmp_path):
     assert {e["event"] for e in events} >= {"run_start", "stage_skip", "run_done"}
 
 
+def test_deploy_progress_goes_to_stderr_and_the_results_to_stdout(finished_run, tmp_path):
+    from onss_tui.device.deploy import APP_DATA
+
+    card = tmp_path / "card"
+    (card / APP_DATA).mkdir(parents=True)
+    p = onss("deploy", str(finished_run), "--to", str(card), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    pads = sorted(f.name for f in (finished_run / "pads").glob("*.bin"))
+    n = len(pads)
+    assert [line for line in p.stderr.splitlines() if "copied" in line] == \
+        [f"  copied {name} ({i}/{n})" for i, name in enumerate(pads, 1)], p.stderr  # progress: stderr
+    assert "copied " not in p.stdout.replace(f"{n} copied", ""), p.stdout  # no per-file line on stdout
+    assert f"Pads in {card.resolve() / 'home/pi/demo'}: {n} copied, 0 already there." in p.stdout, p.stdout
+    assert f"Settings written: {card.resolve() / APP_DATA / 'settings.json'}" in p.stdout, p.stdout
+    assert "Pads in" not in p.stderr and "Settings" not in p.stderr
+
+
 def test_a_run_whose_progress_reader_goes_away_finishes_and_still_prints_its_results(tmp_path):
     recipe = fast_recipe(tmp_path)
     p = subprocess.Popen([sys.executable, "-m", "onss_tui", "run", str(recipe), "--device", "cpu"], cwd=tmp_path,

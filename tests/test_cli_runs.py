@@ -85,3 +85,64 @@ def test_status_shows_the_whole_run_and_a_stopped_run_says_stopped(tmp_path):
     assert done.returncode == 0, done.stderr
     final = onss("status", "run", "--watch", cwd=tmp_path)  # (a finished run: --watch returns at once)
     assert final.returncode == 0 and "100% of the run" in final.stdout and "]  done" in final.stdout
+
+
+def test_stop_run_marks_a_detached_run_stopped_without_waiting_for_it(tmp_path, monkeypatch):
+    """The one stop both `onss stop` and the dashboard use (pipeline.runner.stop_run): the stop
+    request is written before the signal, so with no wait at all (a stop longer than any wait) the
+    supervisor itself ends the run "stopped", and `onss status` and `onss ls` say so."""
+    import time
+
+    from onss_tui.pipeline.rundir import RunDir
+    from onss_tui.pipeline.runner import start_detached, stop_run
+
+    write_notes(tmp_path / "audio", "abcd", [60, 64])
+    recipe = small_recipe(tmp_path, generation={"sample_length": 8192, "batch_size": 2})
+    monkeypatch.setenv("ONSS_FAULT_SHARD_SECONDS", "3")
+    run_dir, pid = start_detached(recipe)
+    run = RunDir(run_dir)
+    deadline = time.monotonic() + 60
+    while not (run_dir / "events" / "generate-w0.jsonl").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert run.locked_by() == pid and run.status_now() == "running"
+    assert stop_run(run_dir, wait=0) == pid  # returns at once: marks nothing itself
+    assert run.stop_requested()
+    while run.locked_by() is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert run.locked_by() is None
+    assert run.state().status == "stopped"  # recorded by the supervisor, from the request
+    events = [e["event"] for e in run.events(streams=("supervisor",))]
+    assert events[-1] == "run_stopped" and "run_interrupted" not in events, events
+    after = onss("status", "run", cwd=tmp_path)
+    assert "]  stopped" in after.stdout, after.stdout
+    assert json.loads(onss("ls", "--json", cwd=tmp_path).stdout)[0]["status"] == "stopped"
+    assert stop_run(run_dir) is None  # nothing runs there now
+    done = onss("run", "small.yaml", cwd=tmp_path)  # resumed to the end; the request is over
+    assert done.returncode == 0, done.stderr
+    assert not run.stop_requested() and run.status_now() == "done"
+
+
+def test_a_supervisor_killed_after_a_stop_request_still_says_stopped(tmp_path):
+    """A supervisor that dies before it can record its end (SIGKILL after the stop request): the
+    readers take the request, so it says stopped, not interrupted."""
+    import signal
+    import time
+
+    from onss_tui.pipeline.rundir import RunDir
+
+    write_notes(tmp_path / "audio", "abcd", [60, 64])
+    small_recipe(tmp_path, generation={"sample_length": 8192, "batch_size": 2})
+    env = dict(os.environ, ONSS_FAULT_SHARD_SECONDS="3")
+    p = subprocess.Popen([sys.executable, "-m", "onss_tui", "run", "small.yaml"], cwd=tmp_path, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run = RunDir(tmp_path / "run")
+    deadline = time.monotonic() + 60
+    while not (run.path / "events" / "generate-w0.jsonl").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.request_stop(p.pid)  # (what stop_run writes first)
+    os.killpg(p.pid, signal.SIGKILL)  # the whole group: the supervisor and its workers, at once
+    p.wait(30)
+    while run.locked_by() is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert run.state().status == "running" and run.status_now() == "stopped"
+    assert "]  stopped" in onss("status", "run", cwd=tmp_path).stdout

@@ -337,13 +337,60 @@ def test_root_deploy_to_a_card_of_uid_1000(finished, card, as_root):
 
     report = deploy(finished, card)
     assert report.copied == PADS
-    assert owned(pads / PADS[0]) == (1001, 1001, 0o600)  # the file it replaces
-    assert owned(pads / PADS[1]) == (1000, 2000, 0o644)  # new: its folder's owner, the umask's mode
-    assert owned(app(card) / "settings.json") == (1000, 1000, 0o640)
+    # a pad, replacing one or new: its folder's owner and group, the umask's mode (not the 0600 of
+    # the pad it replaces, which the app's user could not read)
+    assert owned(pads / PADS[0]) == (1000, 2000, 0o644)
+    assert owned(pads / PADS[1]) == (1000, 2000, 0o644)
+    assert owned(app(card) / "settings.json") == (1000, 1000, 0o640)  # settings: as the file it replaces
     by_name = {b.name.split(".bak-")[0]: b for b in report.backups}
     assert owned(by_name["settings.json"]) == (1000, 1000, 0o640)
     assert owned(by_name["localSettings.json"]) == (1000, 1000, 0o600)
     assert not list(card.rglob("*.part"))
+
+
+def read_as(uid: int, gid: int, path: Path) -> subprocess.CompletedProcess:
+    """``cat`` of ``path`` by a real process of ``uid``:``gid`` with no other group (the app, user pi).
+    It reaches the folder through an fd root opened (pytest's tmp folders above it are root's 0700),
+    so only the folder's and the file's own permissions decide."""
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return subprocess.run(["cat", f"/proc/self/fd/{fd}/{path.name}"], pass_fds=[fd], user=uid, group=gid,
+                              extra_groups=[], capture_output=True)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("same", [False, True], ids=["new-bytes", "same-bytes"])
+def test_root_0600_pads_of_an_old_deploy_become_the_card_users(finished, card, as_root, capsys, same):
+    """A card whose pads folder uid 1000 owns, holding root:root 0600 pads an older onss (run as root)
+    left: after onss deploy every pad is 1000:<folder's group> 0644 and the app's user reads it,
+    whether it was replaced (other bytes) or kept (the same bytes: only chown and chmod, the same inode)."""
+    pads = card / "home/pi/pads"
+    pads.mkdir(parents=True)
+    chown_tree(card / "home", *USER)
+    os.chown(pads, 1000, 2000)
+    for name in PADS:
+        (pads / name).write_bytes((finished / "pads" / name).read_bytes() if same else b"\x01" * PAD)
+        os.chown(pads / name, 0, 0)
+        os.chmod(pads / name, 0o600)
+        assert read_as(1000, 2000, pads / name).returncode != 0  # the old deploy's pad: the app cannot read it
+    inodes = {name: os.stat(pads / name).st_ino for name in PADS}
+
+    out = run_cli(capsys, str(finished), "--to", str(card))
+    for name in PADS:
+        assert owned(pads / name) == (1000, 2000, 0o644), name
+        got = read_as(1000, 2000, pads / name)
+        assert got.returncode == 0 and got.stdout == (finished / "pads" / name).read_bytes(), got.stderr
+    if same:
+        assert "0 copied, 2 already there" in out, out
+        assert "Gave 2 pads already there the owner of their folder and a mode it can read (1000:2000, 0644); " \
+               "their bytes were not rewritten." in out, out
+        assert {name: os.stat(pads / name).st_ino for name in PADS} == inodes  # not rewritten
+    else:
+        assert "2 copied, 0 already there" in out and "Gave" not in out, out
+    before = snapshot(card)  # all right now: the next deploy changes nothing at all
+    out = run_cli(capsys, str(finished), "--to", str(card))
+    assert "already has this pack: nothing written" in out and snapshot(card) == before, out
 
 
 def test_root_deploy_creates_folders_and_settings_owned_by_the_card_user(finished, card, as_root):

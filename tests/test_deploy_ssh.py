@@ -112,22 +112,56 @@ def test_ssh_deploy_lands_byte_identical_then_writes_nothing(finished_run, synth
     assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in synth.rglob("*")} == before
 
 
-def test_ssh_deploy_keeps_mode_backs_up_local_settings_and_prunes(finished_run, synth, sshd, capsys):
+def test_ssh_deploy_modes_backs_up_local_settings_and_prunes(finished_run, synth, sshd, capsys):
     app = synth / APP_DATA
     (src,) = (finished_run / "pads").glob("*.bin")
     pads = synth / "home/pi/demo"
     pads.mkdir(parents=True)
     (pads / src.name).write_bytes(b"\0" * src.stat().st_size)  # same size, other bytes: replaced
-    (pads / src.name).chmod(0o640)
+    (pads / src.name).chmod(0o600)
+    (app / "settings.json").chmod(0o640)
     (pads / "old_old_old_old.bin").write_bytes(b"x" * 10)
     (app / "localSettings.json").write_text('{"local": true}')
     assert main(["deploy", str(finished_run), "--to", sshd["target"], "--prune"]) == 0
     out = capsys.readouterr().out
     assert (pads / src.name).read_bytes() == src.read_bytes()
-    assert (pads / src.name).stat().st_mode & 0o777 == 0o640
+    assert (pads / src.name).stat().st_mode & 0o777 == 0o644  # a pad: the umask's mode, not the 0600 it replaced
+    assert (app / "settings.json").stat().st_mode & 0o777 == 0o640  # settings: the mode of the file it replaced
     assert not (pads / "old_old_old_old.bin").exists() and "old_old_old_old.bin" in out
     assert not (app / "localSettings.json").exists()
     assert sorted(p.read_text() for p in app.glob("*.bak-*")) == ['{"local": true}', '{"old": true}']
+
+
+@pytest.mark.parametrize("same", [False, True], ids=["new-bytes", "same-bytes"])
+def test_ssh_deploy_as_root_gives_old_root_0600_pads_to_the_folder_owner(finished_run, synth, sshd, capsys, same):
+    """Over ssh as root, a pads folder uid 1000 owns holding a root:root 0600 pad of an older deploy:
+    the pad ends up 1000:<folder's group> 0644, replaced (other bytes) or only chowned and chmodded
+    (the same bytes: the same inode); then a second deploy changes nothing."""
+    if sshd["user"] != "root":
+        pytest.skip("needs the ssh user to be root: only root gives files to uid 1000")
+    (src,) = (finished_run / "pads").glob("*.bin")
+    pads = synth / "home/pi/demo"
+    pads.mkdir(parents=True)
+    os.chown(pads, 1000, 2000)
+    pad = pads / src.name
+    pad.write_bytes(src.read_bytes() if same else b"\0" * src.stat().st_size)
+    os.chown(pad, 0, 0)
+    pad.chmod(0o600)
+    inode = pad.stat().st_ino
+    assert main(["deploy", str(finished_run), "--to", sshd["target"]]) == 0
+    out = capsys.readouterr().out
+    st = pad.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 2000, 0o644)
+    assert pad.read_bytes() == src.read_bytes()
+    if same:
+        assert st.st_ino == inode and "0 copied, 1 already there" in out, out
+        assert "Gave 1 pads already there the owner of their folder and a mode it can read (1000:2000, 0644)" in out
+    else:
+        assert "1 copied" in out and "Gave" not in out, out
+    before = {p: (p.stat().st_ino, p.stat().st_ctime_ns) for p in synth.rglob("*")}
+    assert main(["deploy", str(finished_run), "--to", sshd["target"]]) == 0
+    assert "already has this pack: nothing written" in capsys.readouterr().out
+    assert {p: (p.stat().st_ino, p.stat().st_ctime_ns) for p in synth.rglob("*")} == before
 
 
 def test_restart_runs_the_restart_command(finished_run, synth, sshd, capsys):

@@ -200,7 +200,7 @@ def test_readme_links_the_docs():
 def test_the_guide_has_the_wizards_pictures():
     guide = (DOCS / "guide.md").read_text()
     pictures = re.findall(r"!\[[^\]]+\]\((images/[^)]+\.svg)\)", guide)
-    assert [Path(p).stem for p in pictures] == ["environment", "corners", "review", "dashboard", "finish"]
+    assert [Path(p).stem for p in pictures] == ["environment", "corners", "settings", "review", "dashboard", "finish"]
     # drawn at 80x24 (docs/images/screenshots.py), as the snapshot tests' pictures are
     snapshot = ROOT / "tests" / "__snapshots__" / "test_snapshots" / "test_environment.svg"
     size = re.search(r'viewBox="([^"]+)"', snapshot.read_text())

@@ -2,6 +2,7 @@
 
 import http.server
 import io
+import os
 import tarfile
 import threading
 from pathlib import Path
@@ -114,6 +115,36 @@ def test_from_file_installs_into_the_default_data_dir(ckpt_tar, golden_checkpoin
     assert install.default_checkpoint().with_suffix(".ckpt-200000.index").is_file()
     assert main(["model", "info", "--json"]) == 0
     assert '"valid": true' in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def flat_tar(golden_checkpoint, tmp_path_factory) -> Path:
+    """The checkpoint's files at the top of the tar (no wavenet-ckpt/ in it): the unpacking folder
+    itself becomes the installed one."""
+    tar_path = tmp_path_factory.mktemp("flat") / "wavenet-ckpt.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for f in sorted(golden_checkpoint.parent.iterdir()):
+            tar.add(f, arcname=f.name)
+    return tar_path
+
+
+@pytest.mark.parametrize("which", ["flat_tar", "ckpt_tar"])
+@pytest.mark.parametrize(("umask", "folder", "file"), [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)])
+def test_the_installed_checkpoint_follows_the_umask(which, umask, folder, file, golden_checkpoint, tmp_path,
+                                                    monkeypatch, request):
+    """Not mkdtemp's 0700 (the unpacking folder may become the installed one): the umask's modes."""
+    monkeypatch.setattr(install, "EXPECTED_SIZES", sizes_of(golden_checkpoint))
+    tar = request.getfixturevalue(which)
+    models = tmp_path / "models"
+    old = os.umask(umask)
+    try:
+        assert main(["model", "download", "--dir", str(models), "--from-file", str(tar)]) == 0
+    finally:
+        os.umask(old)
+    target = models / "wavenet-ckpt"
+    assert target.stat().st_mode & 0o7777 == folder
+    files = sorted(target.iterdir())
+    assert files and {f.name: f.stat().st_mode & 0o7777 for f in files} == {f.name: file for f in files}
 
 
 def evil_tar(path: Path, name: str, symlink: bool = False) -> Path:

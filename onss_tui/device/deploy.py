@@ -7,14 +7,18 @@ Nothing on the card is trusted to the run's state: at copy time the pack is chec
 settings (every pad exactly the size the grid and pitches give: the app maps pads without a size
 check and dies of SIGBUS on a short one), every path on the card must stay on the card (no ``..``
 out of the mount, no symbolic link leading off it), the card must be writable and have the space
-the copy really needs. Then every file is written to a temp name beside its target, with the owner
-and mode of the file it replaces (a new file: the owner of its folder, the mode of the umask; a
-folder deploy creates: the owner of the folder above it), fsynced, read back from the card and
-compared with the bytes read from the source, and only then renamed into place: the old file stays
-until the rename, and a failed copy leaves no partial file.
+the copy really needs. Then every file is written to a temp name beside its target, fsynced, read
+back from the card and compared with the bytes read from the source, and only then renamed into
+place: the old file stays until the rename, and a failed copy leaves no partial file. settings.json
+(and a backup) takes the owner and mode of the file it replaces (a new one: the owner of its folder,
+the mode of the umask); a pad, new or replacing one, takes the owner and group of its folder and the
+mode of the umask, never one its owner cannot read (an older onss run as root left root-owned 0600
+pads the app, user pi, cannot read); a folder deploy creates takes the owner of the folder above it.
 
-A file the card already holds byte for byte is not written again; when the card holds the whole
-pack (every pad and settings.json, no localSettings.json over it) nothing at all is written. The
+A file the card already holds byte for byte is not written again; a pad kept so whose owner is not
+its folder's, or whose owner cannot read it, only gets the owner and mode a new pad would have (no
+content rewritten). When the card holds the whole pack as it should be (every pad and settings.json,
+no localSettings.json over it, every pad's owner and mode right) nothing at all is written. The
 settings replaced by other bytes (and a localSettings.json, which is removed: it would override
 ours) are first backed up under a name no other backup has (``settings.json.bak-<UTC time to the
 microsecond>``, created with O_EXCL, a counter added on a clash), so no backup is ever overwritten.
@@ -42,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from onss_tui.atomic import fsync_dir
+from onss_tui.atomic import fsync_dir, umask_mode
 from onss_tui.device.pads import ROW_LENGTH, pad_filename, pad_size
 from onss_tui.device.settings import validate_pack
 from onss_tui.sizes import size_text
@@ -54,7 +58,7 @@ DEFAULT_PITCHES = list(range(36, 85, 4))
 SPACE_FIX = "Free space on the card (old pads, or the settings.json.bak-* backups in {app}) or use a bigger card."
 BACKUP = "{name}.bak-{stamp}"  # stamp: UTC, to the microsecond; "-<n>" added when that name is taken
 
-__all__ = ["DeployError", "DeployReport", "checked_pad", "deploy", "refuse_errors", "require_validated"]
+__all__ = ["DeployError", "DeployReport", "checked_pad", "deploy", "pad_mode", "refuse_errors", "require_validated"]
 
 
 class DeployError(Exception):
@@ -69,6 +73,8 @@ class DeployReport:
     skipped: list[str] = field(default_factory=list)  # pads the card already held, byte for byte
     backups: list[Path] = field(default_factory=list)
     settings_written: bool = False  # False: the card's settings.json already held these bytes
+    fixed: list[str] = field(default_factory=list)  # pads kept whose owner or mode alone was set right
+    pad_owner: tuple[int, int, int] | None = None  # (uid, gid, mode) pads take on the card (None: unknown)
     unchanged: bool = False  # the card already had this pack: nothing at all was written
     unused: list[tuple[str, int]] = field(default_factory=list)  # (name, size) of pads the settings do not use
     removed: list[str] = field(default_factory=list)  # of those, the ones prune removed
@@ -229,14 +235,47 @@ def _explain(exc: OSError, path: Path, mount: Path, kept: str, size: int | None 
                        "sound (it may be failing), then deploy again.")
 
 
-def _take_over(fd: int, like: os.stat_result | None, folder: Path) -> None:
-    """Give a new file the owner and mode of the one it replaces; none: the owner of ``folder``
-    (where it is written: root deploying to a card of uid 1000 leaves pads that user owns) and
-    the mode of the umask."""
-    if like is None:
-        with contextlib.suppress(OSError):
+def pad_mode() -> int:
+    """The mode a pad gets on the card: the umask's (0644 under umask 022), never one its owner
+    cannot read (the app reads its pads as the folder's owner)."""
+    return umask_mode(0o666) | stat.S_IRUSR
+
+
+def _pad_owner(folder: Path) -> tuple[int, int, int] | None:
+    """(uid, gid, mode) every pad in ``folder`` should have; None: the folder cannot be read."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_uid, st.st_gid, pad_mode()
+
+
+def _kept_pad(st: os.stat_result, owner: tuple[int, int, int] | None) -> str:
+    """What a pad the card holds byte for byte needs: ``ok``; ``fix``: only its owner and mode set
+    as ``owner`` says (it is not owned so, or its owner cannot read it); ``replace``: it needs that
+    but this user may not chown or chmod it, while a copy of its own would be right (this user owns
+    the folder). Root fixes everything; another user only what it may (no group is changed)."""
+    if owner is None:
+        return "ok"
+    readable = bool(st.st_mode & stat.S_IRUSR)
+    euid = os.geteuid()
+    if euid == 0:
+        return "ok" if (st.st_uid, st.st_gid) == owner[:2] and readable else "fix"
+    if st.st_uid == owner[0]:
+        return "ok" if readable or st.st_uid != euid else "fix"
+    return "replace" if owner[0] == euid else "ok"
+
+
+def _take_over(fd: int, like: os.stat_result | None, folder: Path, pad: bool = False) -> None:
+    """Give a new file the owner and mode of the one it replaces; none, or ``pad``: the owner and
+    group of ``folder`` (where it is written: root deploying to a card of uid 1000 leaves pads that
+    user owns) and the mode of the umask (a pad: never unreadable by its owner)."""
+    if like is None or pad:
+        with contextlib.suppress(OSError):  # only root may give a file away: then it stays ours
             st = os.stat(folder)
             os.fchown(fd, st.st_uid, st.st_gid)
+        with contextlib.suppress(OSError):  # a FAT card has no modes
+            os.fchmod(fd, pad_mode() if pad else umask_mode())
         return
     with contextlib.suppress(OSError):  # only root may give a file away: then it stays ours
         os.fchown(fd, like.st_uid, like.st_gid)
@@ -328,10 +367,11 @@ def _old(dest: Path) -> os.stat_result | None:
 
 
 def _install(source: IO[bytes], src_name: str, dest: Path, size: int, digest: str, mount: Path,
-             like: os.stat_result | None = None) -> None:
+             like: os.stat_result | None = None, pad: bool = False) -> None:
     """Copy ``source`` (``size`` bytes, sha256 ``digest``) to ``dest`` on the card: a temp file
-    beside it, owner and mode of ``like`` (default: the file it replaces), fsync, read back and
-    compared, rename. On any failure the temp file is removed and ``dest`` is as it was."""
+    beside it, owner and mode of ``like`` (default: the file it replaces; ``pad``: those of a pad
+    in its folder, whatever it replaces), fsync, read back and compared, rename. On any failure the
+    temp file is removed and ``dest`` is as it was."""
     tmp = dest.with_name(f".{dest.name}.part")
     there = _old(dest)
     like = there if like is None else like
@@ -341,7 +381,7 @@ def _install(source: IO[bytes], src_name: str, dest: Path, size: int, digest: st
         tmp.unlink(missing_ok=True)  # a stale one of ours; never written through (it may be a link)
         h, n = hashlib.sha256(), 0
         with open(tmp, "xb") as out:  # x: O_EXCL, so never through a link
-            _take_over(out.fileno(), like, dest.parent)
+            _take_over(out.fileno(), like, dest.parent, pad)
             while True:
                 try:
                     block = source.read(CHUNK)
@@ -439,14 +479,20 @@ def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None]
     files = sorted(f for f in pads.glob("*.bin") if f.is_file())
     plan: list[_Copy] = []
     skipped: list[str] = []
+    to_fix: list[Path] = []  # pads the card holds byte for byte, owned or moded wrong: only chown/chmod
+    owner = _pad_owner(_existing(target))  # (the folder above a pads folder deploy creates: its owner's)
     for f in files:
         size, digest = checked_pad(f, want, settings, run_dir)
         dest = _card_path(root, target / f.name, f"{target / f.name}")
         old = _old(dest)
         with contextlib.suppress(OSError):  # an unreadable old pad is replaced
             if old is not None and old.st_size == size and _digest(dest) == digest:
-                skipped.append(f.name)
-                continue
+                action = _kept_pad(old, owner)
+                if action != "replace":  # (replace: not ours to chown, so a copy of ours takes its place)
+                    skipped.append(f.name)
+                    if action == "fix":
+                        to_fix.append(dest)
+                    continue
         plan.append(_Copy(f, dest, size, digest, old.st_size if old else 0))
 
     olds: list[tuple[Path, bytes, os.stat_result | None]] = []  # settings on the card replaced or removed: backed up
@@ -464,8 +510,8 @@ def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None]
             olds.append((prev, data, _old(prev)))
     ours = {f.name for f in files}  # never listed as unused, even if no corner names it
     unused = _unused(target, _pad_names(settings) | ours)
-    report = DeployReport(app_data / "settings.json", target, skipped=skipped, unused=unused)
-    if not plan and not olds and not write_settings:
+    report = DeployReport(app_data / "settings.json", target, skipped=skipped, unused=unused, pad_owner=owner)
+    if not plan and not olds and not write_settings and not to_fix:
         report.unchanged = True
         if not (prune and unused):
             return report  # the card already has this pack: nothing written, not even a backup
@@ -504,13 +550,16 @@ def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None]
         _make_folders(target)
     except OSError as exc:
         raise _explain(exc, Path(exc.filename or target), mount, "nothing was changed.") from None
+    for dest in to_fix:
+        _fix_owner(dest, owner, mount)
+        report.fixed.append(dest.name)
     for i, c in enumerate(plan):
         try:
             src = open(c.src, "rb")
         except OSError as exc:
             raise DeployError(f"{c.src}: cannot read it ({exc.strerror}); it was not copied.") from None
         with src:
-            _install(src, str(c.src), c.dest, c.size, c.digest, mount)
+            _install(src, str(c.src), c.dest, c.size, c.digest, mount, pad=True)
         report.copied.append(c.src.name)
         if progress:
             progress(c.src.name, i + 1, len(plan))
@@ -538,6 +587,19 @@ def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None]
     if prune:
         _prune(report, mount)
     return report
+
+
+def _fix_owner(path: Path, owner: tuple[int, int, int] | None, mount: Path) -> None:
+    """Give a pad the card already holds the owner, group and mode a new pad gets (its bytes stay)."""
+    if owner is None:
+        return
+    uid, gid, mode = owner
+    try:
+        if os.geteuid() == 0:
+            os.chown(path, uid, gid)
+        os.chmod(path, mode)
+    except OSError as exc:
+        raise _explain(exc, path, mount, "its bytes are unchanged.") from None
 
 
 def _prune(report: DeployReport, mount: Path) -> None:

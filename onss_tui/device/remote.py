@@ -10,9 +10,12 @@ one shared connection for the whole deploy) and ``rsync`` (ssh and ``cat`` when 
   (each path resolved on the device, refused when it leaves the remote root), size and sha256 of
   every file deploy would replace, the free space (``df``) and which of them this ssh user may write;
 * nothing is written when the device already holds exactly this pack;
-* each pad is copied to a hidden ``.<name>.part`` beside its target, given the owner and mode of the
-  file it replaces (as far as the ssh user may), synced, its sha256 computed on the device (its
-  cache dropped first) and compared with the local one, and only then renamed into place;
+* each pad is copied to a hidden ``.<name>.part`` beside its target, given the owner and group of
+  its folder (as far as the ssh user may) and the mode of the device's umask (never one its owner
+  cannot read), synced, its sha256 computed on the device (its cache dropped first) and compared
+  with the local one, and only then renamed into place; settings.json takes the owner and mode of
+  the file it replaces. A pad the device holds byte for byte is kept; if its owner is not its
+  folder's, or its owner cannot read it, only its owner and mode are set (no content rewritten);
 * the device's settings.json (and a localSettings.json, which would override ours and is removed)
   is first backed up on the device under a name no file has (``settings.json.bak-<UTC stamp>``,
   created with the shell's noclobber, i.e. O_EXCL, a counter on a clash);
@@ -192,6 +195,7 @@ for d in "$target" "$app"; do
   e=$(up "$d"); w=0; [ -w "$e" ] && [ -x "$e" ] && w=1; printf 'dir\t%s\t%s\t%s\n' "$d" "$e" "$w"
 done
 e=$(up "$target")
+printf 'owner\t%s\t%s\n' "$(stat -c '%u %g' -- "$e")" "$(umask)"
 printf 'df\t%s\t%s\n' "$(df -Pk -- "$e" | awk 'NR==2{print $4}')" "$(stat -f -c %S -- "$e" 2>/dev/null || echo 4096)"
 printf 'tools\t%s\t%s\n' "$(command -v rsync || true)" "$(command -v sha256sum || true)"
 while [ $# -gt 1 ]; do
@@ -211,10 +215,16 @@ done
 true
 """
 
-# part dest sha256: owner and mode of dest, sync, read back (cache dropped), compare, rename
-_FINISH = r"""
-part=$1 dest=$2 want=$3
-if [ -f "$dest" ]; then
+# the mode of a pad: the umask's, and its owner may read it (sourced by the scripts below)
+_PAD_MODE = r"""pad_mode=$(printf '%o' $(( (0666 & ~0$(umask)) | 0400 )))"""
+
+# part dest sha256 how: owner and mode (how=like: of dest; how=pad: its folder's owner, the pad
+# mode), sync, read back (cache dropped), compare, rename
+_FINISH = _PAD_MODE + r"""
+part=$1 dest=$2 want=$3 how=$4
+if [ "$how" = pad ]; then
+  chown --reference="$(dirname -- "$dest")" -- "$part" 2>/dev/null; chmod "$pad_mode" -- "$part" 2>/dev/null
+elif [ -f "$dest" ]; then
   chown --reference="$dest" -- "$part" 2>/dev/null; chmod --reference="$dest" -- "$part" 2>/dev/null
 fi
 sync -- "$part" 2>/dev/null || sync
@@ -242,6 +252,26 @@ if [ "$want" != "-" ] && [ "$got" != "$want" ]; then rm -f -- "$b"; echo "the ba
 printf '%s\n' "$b"
 """
 
+# folder part...: the pads folder and those above it that are missing (as root: each owned like the
+# one above it, so that its pads take the card user's owner), and no stale .part of ours in it
+_MKDIR = r"""
+mk() {
+  [ -d "$1" ] && return 0
+  mk "$(dirname -- "$1")" && mkdir -- "$1" || return 1
+  if [ "$(id -u)" = 0 ]; then chown --reference="$(dirname -- "$1")" -- "$1"; fi
+}
+mk "$1" && shift && rm -f -- "$@"
+"""
+
+# folder pad...: pads kept byte for byte get the folder's owner (root only) and the pad mode
+_FIX = _PAD_MODE + r"""
+folder=$1; shift
+for p in "$@"; do
+  if [ "$(id -u)" = 0 ]; then chown --reference="$folder" -- "$p" || exit 4; fi
+  chmod "$pad_mode" -- "$p" || exit 4
+done
+"""
+
 _PRUNE = r"""
 target=$1; shift
 for name in "$@"; do
@@ -257,6 +287,9 @@ class _File:
     writable: bool
     sha: str
     real: str
+    uid: int = -1
+    gid: int = -1
+    mode: int = 0o644
 
 
 @dataclass
@@ -274,6 +307,8 @@ class _Probe:
     sha256sum: bool = False
     files: dict[str, _File] | None = None
     bins: list[tuple[str, int]] | None = None
+    owner: tuple[int, int] | None = None  # of the pads folder (or the folder above it deploy creates it in)
+    umask: int = 0o022
 
 
 def _parse_probe(out: str) -> _Probe:
@@ -297,11 +332,33 @@ def _parse_probe(out: str) -> _Probe:
                 p.block = int(f[2]) or 4096
             elif f[0] == "tools":
                 p.rsync, p.sha256sum = bool(f[1]), bool(f[2])
+            elif f[0] == "owner":
+                uid, gid = f[1].split()
+                p.owner, p.umask = (int(uid), int(gid)), int(f[2], 8)
             elif f[0] == "file":
-                p.files[f[1]] = _File(int(f[2].split()[0]), f[3] == "1", f[4], f[5])
+                size, uid, gid, mode = f[2].split()
+                p.files[f[1]] = _File(int(size), f[3] == "1", f[4], f[5], int(uid), int(gid), int(mode, 8))
             elif f[0] == "bin":
                 p.bins.append((f[1], int(f[2])))
     return p
+
+
+def _pad_mode(umask: int) -> int:
+    """The mode a pad gets on the device (as ``_PAD_MODE`` computes it there)."""
+    return (0o666 & ~umask) | 0o400
+
+
+def _kept_pad(old: _File, probe: _Probe) -> str:
+    """As :func:`onss_tui.device.deploy._kept_pad`, for a pad on the device: ``ok``, ``fix`` (only
+    owner and mode set) or ``replace`` (the ssh user may not fix it, but owns the folder)."""
+    if probe.owner is None:
+        return "ok"
+    readable = bool(old.mode & 0o400)
+    if probe.uid == 0:
+        return "ok" if (old.uid, old.gid) == probe.owner and readable else "fix"
+    if old.uid == probe.owner[0]:
+        return "ok" if readable or old.uid != probe.uid else "fix"
+    return "replace" if probe.owner[0] == probe.uid else "ok"
 
 
 def _within(path: str, root: str) -> bool:
@@ -371,6 +428,7 @@ def deploy_remote(run_dir: Path, target: Target, progress: Callable[[str, int, i
 
         plan: list[_Copy] = []
         skipped: list[str] = []
+        to_fix: list[str] = []  # pads held byte for byte, owned or moded wrong: only chown/chmod
         stale = 0
         for f, size, digest in local:
             dest = posixpath.join(target_dir, f.name)
@@ -378,8 +436,12 @@ def deploy_remote(run_dir: Path, target: Target, progress: Callable[[str, int, i
             if (p := probe.files.get(part(dest))) is not None:
                 stale += p.size
             if old is not None and old.sha == digest:
-                skipped.append(f.name)
-                continue
+                action = _kept_pad(old, probe)
+                if action != "replace":  # (replace: not the ssh user's to chown, so a copy of its own goes there)
+                    skipped.append(f.name)
+                    if action == "fix":
+                        to_fix.append(dest)
+                    continue
             plan.append(_Copy(f, dest, size, digest, old.size if old else 0))
         olds: list[tuple[str, _File]] = []
         old_settings = probe.files.get(settings_dest)
@@ -394,12 +456,20 @@ def deploy_remote(run_dir: Path, target: Target, progress: Callable[[str, int, i
                                                                                                   local}}
         unused = sorted((n, s) for n, s in probe.bins if n.casefold() not in keep)
         report = DeployReport(PurePosixPath(settings_dest), PurePosixPath(target_dir), skipped=skipped,  # type: ignore[arg-type]
-                              unused=unused, host=str(target))
-        if not plan and not olds and not write_settings:
+                              unused=unused, host=str(target),
+                              pad_owner=(*probe.owner, _pad_mode(probe.umask)) if probe.owner else None)
+        if not plan and not olds and not write_settings and not to_fix:
             report.unchanged = True
         if not (report.unchanged and not (prune and unused)):
             _check_and_write(ssh, target, probe, report, plan, olds, write_settings, settings_bytes, settings_digest,
                              stale, part, progress)
+        if to_fix:
+            proc = ssh.sh(_FIX, target_dir, *to_fix)
+            if proc.returncode != 0:
+                raise DeployError(f"{target}: cannot set the owner and mode of pads in {target_dir} on the synth "
+                                  f"({_last(proc.stderr)}); their bytes are unchanged. Fix them there (e.g. sudo "
+                                  f"chown pi: {target_dir}/*.bin; chmod a+r {target_dir}/*.bin) or deploy as root.")
+            report.fixed = [posixpath.basename(d) for d in to_fix]
         if prune and unused:
             proc = ssh.sh(_PRUNE, target_dir, *(n for n, _ in unused))
             report.removed = proc.stdout.decode(errors="replace").split()
@@ -429,8 +499,8 @@ def _check_and_write(ssh: _Ssh, target: Target, probe: _Probe, report: DeployRep
             raise DeployError(f"{target}: user {probe.user} cannot write {existing} on the synth (permission "
                               f"denied); nothing was changed. Deploy as a user who may (e.g. pi@{target.host}), or "
                               "change that folder's owner or permissions there.")
-    replaced = [c.dest for c in plan if c.old_size] + ([settings_dest] if write_settings and olds and
-                                                        olds[0][0] == settings_dest else [])
+    # (a pad is renamed over the old one, and takes its folder's owner: the folder being writable is enough)
+    replaced = [settings_dest] if write_settings and olds and olds[0][0] == settings_dest else []
     files = probe.files or {}
     for dest in replaced:
         if not files[dest].writable:
@@ -458,14 +528,14 @@ def _check_and_write(ssh: _Ssh, target: Target, probe: _Probe, report: DeployRep
                           "space there (old pads, "
                           f"or the settings.json.bak-* backups in {posixpath.dirname(settings_dest)}).")
     if plan:
-        proc = ssh.sh('mkdir -p -- "$1" && shift && rm -f -- "$@"', target_dir, *(part(c.dest) for c in plan))
+        proc = ssh.sh(_MKDIR, target_dir, *(part(c.dest) for c in plan))
         if proc.returncode != 0:
             raise DeployError(f"{target}: cannot create {target_dir} on the synth ({_last(proc.stderr)}); nothing "
                               "was changed. Check that user's permissions there.")
     # -- copy ------------------------------------------------------------------------------------
     for i, c in enumerate(plan):
         _send(ssh, target, probe, c.src, part(c.dest))
-        _finish(ssh, target, part(c.dest), c.dest, c.digest, c.src.name)
+        _finish(ssh, target, part(c.dest), c.dest, c.digest, c.src.name, pad=True)
         report.copied.append(c.src.name)
         if progress:
             progress(c.src.name, i + 1, len(plan))
@@ -520,8 +590,8 @@ def _send(ssh: _Ssh, target: Target, probe: _Probe, src: Path, dest: str) -> Non
                           "and nothing partial was left. Check the connection and deploy again.")
 
 
-def _finish(ssh: _Ssh, target: Target, part: str, dest: str, digest: str, name: str) -> None:
-    proc = ssh.sh(_FINISH, part, dest, digest)
+def _finish(ssh: _Ssh, target: Target, part: str, dest: str, digest: str, name: str, pad: bool = False) -> None:
+    proc = ssh.sh(_FINISH, part, dest, digest, "pad" if pad else "like")
     if proc.returncode == 3:
         raise DeployError(f"{target}: {dest}: the copy read back on the synth differs from {name}; its card may be "
                           "failing. The old file is unchanged and nothing partial was left. Try again or use "

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onss_tui.atomic import fsync_dir
+from onss_tui.atomic import fsync_dir, umask_mode
 from onss_tui.model.checkpoint import BundleReader, CheckpointError
 
 CHECKPOINT_URL = "http://download.magenta.tensorflow.org/models/nsynth/wavenet-ckpt.tar"
@@ -207,6 +207,7 @@ def install_from_tar(
 
     staging = Path(tempfile.mkdtemp(prefix=".wavenet-ckpt.", dir=models_dir))
     try:
+        os.chmod(staging, umask_mode(0o777))  # mkdtemp makes it 0700, and it may become the installed folder
         try:
             with tarfile.open(tar_path) as tar:
                 members = _safe_members(tar, tar_path, sizes)

@@ -5,6 +5,8 @@
     <run>/plan.json              atomic: every setting of the run, decided once (RunPlan)
     <run>/events/<stream>.jsonl  append-only progress events, one JSON object a line, one writer a file
     <run>/lock                   flock'ed by the one runner working here
+    <run>/stop                   a stop was asked for (onss stop, the dashboard): the run ends
+                                 "stopped", not "interrupted"; a new start removes it
     <run>/logs/                  supervisor and worker logs
     <run>/<stage>/...            each stage's outputs; a shard is finished only when its
                                  ``.done`` marker exists (written after the output, atomically)
@@ -67,6 +69,10 @@ class RunDir:
     @property
     def plan_path(self) -> Path:
         return self.path / "plan.json"
+
+    @property
+    def stop_path(self) -> Path:
+        return self.path / "stop"
 
     # -- state -----------------------------------------------------------------------------
     def state(self) -> RunState:
@@ -218,13 +224,26 @@ class RunDir:
         finally:
             os.close(fd)  # closing releases the flock, also when the process dies
 
+    # -- a stop asked for --------------------------------------------------------------------
+    def request_stop(self, pid: int) -> None:
+        """Record that the supervisor ``pid`` is asked to stop (before it is signalled): however
+        and whenever it ends, the run then says stopped, not interrupted."""
+        atomic_write_text(self.stop_path, json.dumps({"pid": pid, "t": time.time()}) + "\n")
+
+    def stop_requested(self) -> bool:
+        return self.stop_path.is_file()
+
+    def clear_stop(self) -> None:
+        """A supervisor starting (again): an earlier stop request is over."""
+        self.stop_path.unlink(missing_ok=True)
+
     def status_now(self, slurm: bool = False) -> str:
         """The run's status as a reader should see it: ``not started`` without a state, ``interrupted``
         where the state says running but no runner holds the lock (a Slurm run's jobs hold it
-        elsewhere: ``slurm`` trusts the state)."""
+        elsewhere: ``slurm`` trusts the state), ``stopped`` there when a stop was asked for."""
         status = (self.state().status if self.state_path.is_file() else None) or "not started"
-        if status == "running" and not slurm and not self.locked_by():
-            return "interrupted"
+        if status in ("running", "interrupted") and not slurm and not self.locked_by():
+            return "stopped" if self.stop_requested() else "interrupted"
         return status
 
     def locked_by(self) -> int | None:

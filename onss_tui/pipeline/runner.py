@@ -34,11 +34,11 @@ from onss_tui.signals import in_main_thread
 from onss_tui.sizes import size_text
 
 __all__ = ["RunError", "Runner", "Deferred", "Stopped", "stop_on_signals", "resolved_recipe", "run_dir_of",
-           "start_detached", "ONSS_NAMES"]
+           "start_detached", "stop_run", "ONSS_NAMES"]
 
 # what onss itself puts in a run folder (anything else there is the user's)
 ONSS_NAMES = frozenset({*STAGES, "pads", "events", "logs", "state.json", "recipe.yaml", "plan.json", "settings.json",
-                        "lock", "slurm.json", "lease", "audition"})
+                        "lock", "slurm.json", "lease", "audition", "stop"})
 
 
 class Stopped(KeyboardInterrupt):
@@ -85,6 +85,31 @@ def start_detached(recipe_path: Path, device: str | None = None) -> tuple[Path, 
     with open(logs / "supervisor.log", "ab") as log, open(os.devnull, "rb") as null:
         proc = subprocess.Popen(argv, stdin=null, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return run_dir, proc.pid
+
+
+def stop_run(run_dir: Path, group: bool = False, wait: float = 0.0) -> int | None:
+    """Stop the run working in ``run_dir`` on this machine, as ``onss stop`` and the dashboard do:
+    the stop request is written first (``<run>/stop``), then the supervisor gets SIGTERM (``group``:
+    its whole process group), so that it records "stopped" when it ends, and a reader sees it
+    stopped even if it dies without recording it, however long it takes. Waits up to ``wait``
+    seconds for it to let go of the run. The pid signalled; None when no process works on the run."""
+    run = RunDir(run_dir)
+    pid = run.locked_by()
+    if not pid or pid < 0:
+        return None
+    with contextlib.suppress(OSError):  # (a run folder this user may not write: then it is only signalled)
+        run.request_stop(pid)
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGTERM) if group else os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # it ended meanwhile (the request is then cleared by the next start)
+    deadline = time.monotonic() + wait
+    while run.locked_by() is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if run.locked_by() is None and run.stop_requested() and run.state().status in ("running", "interrupted"):
+        with contextlib.suppress(OSError):  # (the supervisor ended without recording it: said here)
+            run.update_state(status="stopped")
+    return pid
 
 
 StageFunction = Callable[[StageContext], dict]
@@ -221,6 +246,8 @@ class Runner:
         self._check_paths()
         held = self.run.lock() if lock else contextlib.nullcontext()
         with held, stop_on_signals():
+            if lock:
+                self.run.clear_stop()  # (a stop asked of an earlier supervisor is over)
             self._check_where()
             self._sweep_temp_files()
             self._check_recipe()
@@ -265,7 +292,10 @@ class Runner:
                 self.emit("supervisor", "run_deferred", message=str(exc))
                 return self.run.path
             except KeyboardInterrupt as exc:
-                self._record_end("interrupted", "run_interrupted", signal=getattr(exc, "signum", signal.SIGINT))
+                if lock and self.run.stop_requested():  # onss stop, the dashboard: asked to stop
+                    self._record_end("stopped", "run_stopped", signal=getattr(exc, "signum", signal.SIGTERM))
+                else:
+                    self._record_end("interrupted", "run_interrupted", signal=getattr(exc, "signum", signal.SIGINT))
                 raise
             except OSError as exc:  # out of space outside a stage's own work (its state, its events)
                 if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):

@@ -341,7 +341,10 @@ def test_permission_denied_part_way(run, tmp_path, monkeypatch, capsys):
 # -- 5. owner and mode ----------------------------------------------------------------------------
 
 
-def test_owner_and_mode_follow_the_replaced_files(run, tmp_path):
+def test_settings_keep_the_replaced_owner_and_mode_and_pads_take_their_folders(run, tmp_path):
+    """settings.json (and its backup) as the file it replaces; a pad, replacing one or new, its
+    folder's owner and group and the umask's mode (not the replaced pad's: an older onss as root left
+    root-owned 0600 pads the app could not read)."""
     card = make_card(tmp_path / "card")
     pads = card / "home/pi/pads"
     pads.mkdir(parents=True)
@@ -353,6 +356,7 @@ def test_owner_and_mode_follow_the_replaced_files(run, tmp_path):
     root = os.geteuid() == 0 and not permissions_enforced(tmp_path)  # may give files away and still read them
     if root:
         os.chown(old, 1234, 5678)
+        os.chown(pads, 1000, 2000)
         os.chown(settings, 4321, 8765)
     mask = os.umask(0o077)
     try:
@@ -361,13 +365,13 @@ def test_owner_and_mode_follow_the_replaced_files(run, tmp_path):
         os.umask(mask)
     new_old, new_new, new_settings = os.stat(old), os.stat(pads / PADS[1]), os.stat(settings)
     assert sha(old) == sha(run / "pads" / PADS[0])
-    assert oct(new_old.st_mode & 0o7777) == oct(0o604)
+    assert oct(new_old.st_mode & 0o7777) == oct(0o600)  # the umask, not the replaced pad's 0604
     assert oct(new_new.st_mode & 0o7777) == oct(0o600)  # new: the umask
     assert oct(new_settings.st_mode & 0o7777) == oct(0o640)
     (backup,) = (card / APP_DATA).glob("settings.json.bak-*")
     assert oct(backup.stat().st_mode & 0o7777) == oct(0o640)
     if root:
-        assert (new_old.st_uid, new_old.st_gid) == (1234, 5678)
+        assert (new_old.st_uid, new_old.st_gid) == (1000, 2000)  # the folder's, not the replaced pad's
+        assert (new_new.st_uid, new_new.st_gid) == (1000, 2000)
         assert (new_settings.st_uid, new_settings.st_gid) == (4321, 8765)
         assert (backup.stat().st_uid, backup.stat().st_gid) == (4321, 8765)
-        assert new_new.st_uid == 0

@@ -5,8 +5,6 @@ node and GPU (GPU numbers are per node), never mixed up with this machine's GPUs
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,7 +284,9 @@ class DashboardScreen(Screen):
 
         def stop(confirmed: bool | None) -> None:
             if confirmed:
-                os.kill(pid, signal.SIGTERM)
+                from onss_tui.pipeline.runner import stop_run
+
+                stop_run(self.run.path)  # as onss stop: marked stopped (not interrupted), then SIGTERM
                 self.notify(f"Stopped pid {pid}.")
 
         self.app.push_screen(ConfirmStop(), stop)
