@@ -767,6 +767,7 @@ def _run_dir_arg(value: str | None) -> Path:
 def cmd_ls(args: argparse.Namespace) -> int:
     """The runs this user started, anywhere: name, state, progress, folder."""
     from onss_tui import registry
+    from onss_tui.pipeline.progress import progress_of
     from onss_tui.pipeline.rundir import STAGES, RunDir
 
     rows = []
@@ -775,8 +776,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
         state = run.state()
         done = sum(1 for s in STAGES if state.stage(s).status == "done")
         status = run.status_now(slurm=e.slurm)
-        rows.append({"name": e.name, "status": status, "stages_done": done, "stages": len(STAGES),
-                     "run": e.run, "recipe": e.recipe, "slurm": e.slurm, "updated": e.updated})
+        rows.append({"name": e.name, "status": status, "percent": progress_of(run).percent, "stages_done": done,
+                     "stages": len(STAGES), "run": e.run, "recipe": e.recipe, "slurm": e.slurm,
+                     "updated": e.updated})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -786,7 +788,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         where = " (Slurm)" if r["slurm"] else ""
-        print(f"{r['name']:{width}s}  {r['status'] + where:24s} {r['stages_done']}/{r['stages']} stages  {r['run']}")
+        print(f"{r['name']:{width}s}  {r['status'] + where:24s} {r['percent']:3.0f}%  {r['run']}")
     return 0
 
 
@@ -860,6 +862,8 @@ def _status_once(run_dir: Path, as_json: bool) -> int:
         whole += f", elapsed {clock(progress.elapsed_s)}"
     if progress.eta_s is not None:
         whole += f", about {clock(progress.eta_s)} left"
+    if progress.took_s is not None:
+        whole += f", took {clock(progress.took_s)}"
     print(whole)
     if run.state_damaged():
         print(f"  {run.state_path} cannot be read (damaged); running the recipe again rebuilds it from the "

@@ -26,10 +26,13 @@ def test_after_a_reconnect_runs_are_found_by_name_from_home(tmp_path):
     assert "Hear it:   onss audition" in r.stdout
     ls = onss("ls", cwd=home)  # (an SSH reconnect lands in $HOME)
     assert ls.returncode == 0 and "small" in ls.stdout and "done" in ls.stdout and str(work / "run") in ls.stdout
+    assert " 100%  " in ls.stdout  # the whole run's progress, as onss status has it
     rows = json.loads(onss("ls", "--json", cwd=home).stdout)
-    assert [(r["name"], r["status"], r["run"]) for r in rows] == [("small", "done", str(work / "run"))]
+    assert [(r["name"], r["status"], r["percent"], r["run"]) for r in rows] == [("small", "done", 100.0,
+                                                                                   str(work / "run"))]
     status = onss("status", "small", cwd=home)
     assert status.returncode == 0 and "]  done" in status.stdout, status.stderr
+    assert "100% of the run" in status.stdout and ", took 0:" in status.stdout  # how long the finished run took
     stop = onss("stop", "small", cwd=home)
     assert stop.returncode == 0 and "no run is active" in stop.stdout
     missing = onss("status", "nosuch", cwd=home)

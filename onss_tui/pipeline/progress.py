@@ -32,6 +32,7 @@ class Progress:
     shards: int | None  # None before the plan
     elapsed_s: float | None  # since the run last started
     eta_s: float | None
+    took_s: float | None = None  # a finished run: from its last start to its end
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,8 +57,11 @@ def progress_of(run: RunDir, now: float | None = None) -> Progress:
     percent = round(BEFORE * before + GENERATE * fraction + AFTER * after, 1)
     if state.status == "done":
         percent = 100.0
-    starts = [e["t"] for e in run.events(streams=("supervisor",)) if e["event"] == "run_start"]
+    supervisor = run.events(streams=("supervisor",))
+    starts = [e["t"] for e in supervisor if e["event"] == "run_start"]
     elapsed = now - starts[-1] if starts and state.status == "running" else None
+    ends = [e["t"] for e in supervisor if e["event"] == "run_done"]
+    took = ends[-1] - starts[-1] if state.status == "done" and starts and ends and ends[-1] >= starts[-1] else None
     eta = None
     if gen.status == "running" and gen.at and shards:
         finished = [e["t"] for e in run.events(streams=("generate-w",))
@@ -65,4 +69,4 @@ def progress_of(run: RunDir, now: float | None = None) -> Progress:
         if finished:
             pace = (max(finished) - gen.at) / len(finished)
             eta = pace * (shards - done)
-    return Progress(percent, done, shards, elapsed, eta)
+    return Progress(percent, done, shards, elapsed, eta, took)
