@@ -89,13 +89,36 @@ def test_a_failing_recipe_shows_its_problem_on_its_step(snap_compare, work):
     assert snap_compare(app_for(work, gpus=0), terminal_size=SIZE, run_before=go)
 
 
-def test_the_review_lists_the_problems_no_step_edits(snap_compare, work):
+def test_the_review_lists_the_problems_no_step_edits(snap_compare, work, monkeypatch):
+    import onss_tui.tui.screens.review as review
+
+    monkeypatch.setattr(review.shutil, "which", lambda name: None)  # the footer offers ctrl+l only with sbatch
     recipe = work / "recipes" / "demo.yaml"
     recipe.write_text(recipe.read_text() + SLURM_TYPO)
 
     async def go(pilot):
         await open_first_recipe(pilot)
         await pilot.press("ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n")
+        await pilot.pause()
+
+    assert snap_compare(app_for(work, gpus=0), terminal_size=SIZE, run_before=go)
+
+
+def test_the_review_refuses_a_run_that_cannot_work(snap_compare, work, monkeypatch):
+    monkeypatch.setenv("ONSS_DATA_DIR", str(work / "data"))  # no checkpoint there; the path shows in the message
+    recipe = work / "recipes" / "demo.yaml"
+    recipe.write_text(recipe.read_text().replace("engine: preview", "engine: nsynth"))
+
+    async def go(pilot):
+        await open_first_recipe(pilot)
+        await pilot.press("ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n")
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        for _ in range(400):  # saved, then the dry run's checks on a thread
+            await pilot.pause(0.05)
+            if not pilot.app.screen.checking and "not started" in str(
+                    pilot.app.screen.query_one("#review-problems").render()):
+                break
         await pilot.pause()
 
     assert snap_compare(app_for(work, gpus=0), terminal_size=SIZE, run_before=go)

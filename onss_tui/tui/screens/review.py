@@ -201,8 +201,9 @@ class ReviewScreen(WizardStep):
         self.checking = False
         v = message.verdict
         if v.problem:
+            self.app.clear_notifications()  # (a toast would cover the reason, which stays on the screen)
             self.say(f"error: not started: {v.problem}")
-            self.notify("not started: see the reason below the recipe", severity="error", timeout=10)
+            self.app.bell()
             return
         self.say("")
         if v.warning:
