@@ -56,10 +56,12 @@ def test_wizard_in_tmux(tmp_path):
         keys("C-n")
         wait_for("Instruments found: bell, pluck, saw, sine")
         keys("C-n")
-        wait_for("unique sounds, 1 pad files")
+        wait_for("unique sounds, 1 pad file,")
+        keys("C-n")
+        wait_for("data folder")  # the settings step: /home/pi/my-pack
         keys("C-n")
         wait_for("name: my-pack")
-        keys("C-r")
+        keys("C-r")  # saved, checked by the dry run, then started
         shown = wait_for("validate     done", timeout=120)
         assert "my-pack" in shown
         keys("f")
@@ -92,6 +94,8 @@ def test_terminal_going_away_ends_the_wizard_but_not_the_run(tmp_path, hangup):
         keys("C-n")
         keys("C-n")
         wait_for("unique sounds")
+        keys("C-n")
+        wait_for("data folder")
         keys("C-n")
         wait_for("name: my-pack")
         keys("C-r")
