@@ -216,29 +216,35 @@ def test_the_preview_projection_adds_the_stages_costs():
 # The review: the dry run's checks before a run starts
 
 
-async def review_and_run(demo, **kw) -> tuple:
-    """ctrl+r on the review of a new recipe (with ``kw`` set on the draft); the app and the runs started."""
+def recording_runs(demo) -> tuple:
+    """An app whose runs are recorded instead of started (a real start is a detached process: tested
+    in test_tui.py), and the list they are recorded in."""
     started: list[Path] = []
     app = app_for(demo)
-    app.start_run = started.append  # (a real start is a detached process: tested in test_tui.py)
+    app.start_run = started.append
     return app, started
 
 
+async def to_review_with_nsynth(pilot) -> None:
+    await walk_to(pilot, GridScreen)
+    pilot.app.screen.query_one("#engine", Select).value = "nsynth"
+    await pilot.pause()
+    await walk_to(pilot, ReviewScreen)
+
+
 async def wait_checked(pilot) -> None:
+    """Until the review's dry run has answered."""
     for _ in range(400):
         await pilot.pause(0.05)
-        if not pilot.app.screen.checking if isinstance(pilot.app.screen, ReviewScreen) else True:
+        if not pilot.app.screen.checking:
             return
     raise AssertionError("the dry run never answered")
 
 
 async def test_a_run_that_cannot_work_is_not_started_and_says_why(demo):
-    app, started = await review_and_run(demo)
+    app, started = recording_runs(demo)
     async with app.run_test(size=SIZE) as pilot:
-        await walk_to(pilot, GridScreen)
-        app.screen.query_one("#engine", Select).value = "nsynth"
-        await pilot.pause()
-        await walk_to(pilot, ReviewScreen)
+        await to_review_with_nsynth(pilot)
         await pilot.press("ctrl+r")
         await pilot.pause(0.2)
         await wait_checked(pilot)
@@ -251,12 +257,9 @@ async def test_a_run_that_cannot_work_is_not_started_and_says_why(demo):
 
 
 async def test_nsynth_on_the_cpu_is_asked_about_first(demo):
-    app, started = await review_and_run(demo)
+    app, started = recording_runs(demo)
     async with app.run_test(size=SIZE) as pilot:
-        await walk_to(pilot, GridScreen)
-        app.screen.query_one("#engine", Select).value = "nsynth"
-        await pilot.pause()
-        await walk_to(pilot, ReviewScreen)
+        await to_review_with_nsynth(pilot)
         area = app.screen.query_one("#yaml")
         area.text = area.text.replace("checkpoint: null", f"checkpoint: {GOLDEN_CKPT}")
         await pilot.pause()
@@ -275,7 +278,7 @@ async def test_nsynth_on_the_cpu_is_asked_about_first(demo):
 
 
 async def test_a_run_that_passes_the_checks_starts(demo):
-    app, started = await review_and_run(demo)
+    app, started = recording_runs(demo)
     async with app.run_test(size=SIZE) as pilot:
         await walk_to(pilot, ReviewScreen)
         await pilot.press("ctrl+r")
