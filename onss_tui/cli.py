@@ -1085,8 +1085,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                                restart=args.restart_command if args.restart else None)
     else:
         report = deploy(_run_dir_arg(args.run), Path(args.to).expanduser(), progress=progress, prune=args.prune)
+    from onss_tui.sizes import size_text as mb
+
     at = f"{report.host}:" if report.host else ""
-    mb = lambda n: f"{n / 1e6:,.1f} MB"  # noqa: E731
     if report.unchanged:
         print(f"The {'synth' if at else 'card'} already has this pack: nothing written "
               f"({at}{report.pads_dir}, {at}{report.settings}).")
