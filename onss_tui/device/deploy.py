@@ -58,7 +58,8 @@ DEFAULT_PITCHES = list(range(36, 85, 4))
 SPACE_FIX = "Free space on the card (old pads, or the settings.json.bak-* backups in {app}) or use a bigger card."
 BACKUP = "{name}.bak-{stamp}"  # stamp: UTC, to the microsecond; "-<n>" added when that name is taken
 
-__all__ = ["DeployError", "DeployReport", "checked_pad", "deploy", "pad_mode", "refuse_errors", "require_validated"]
+__all__ = ["DeployError", "DeployReport", "checked_pad", "deploy", "kept_pad", "pad_mode", "refuse_errors",
+           "require_validated"]
 
 
 class DeployError(Exception):
@@ -235,10 +236,11 @@ def _explain(exc: OSError, path: Path, mount: Path, kept: str, size: int | None 
                        "sound (it may be failing), then deploy again.")
 
 
-def pad_mode() -> int:
-    """The mode a pad gets on the card: the umask's (0644 under umask 022), never one its owner
-    cannot read (the app reads its pads as the folder's owner)."""
-    return umask_mode(0o666) | stat.S_IRUSR
+def pad_mode(umask: int | None = None) -> int:
+    """The mode a pad gets: the umask's (0644 under umask 022; default: this process's umask, an SSH
+    deploy passes the device's), never one its owner cannot read (the app reads its pads as the
+    folder's owner)."""
+    return (umask_mode(0o666) if umask is None else 0o666 & ~umask) | stat.S_IRUSR
 
 
 def _pad_owner(folder: Path) -> tuple[int, int, int] | None:
@@ -250,20 +252,21 @@ def _pad_owner(folder: Path) -> tuple[int, int, int] | None:
     return st.st_uid, st.st_gid, pad_mode()
 
 
-def _kept_pad(st: os.stat_result, owner: tuple[int, int, int] | None) -> str:
-    """What a pad the card holds byte for byte needs: ``ok``; ``fix``: only its owner and mode set
-    as ``owner`` says (it is not owned so, or its owner cannot read it); ``replace``: it needs that
-    but this user may not chown or chmod it, while a copy of its own would be right (this user owns
-    the folder). Root fixes everything; another user only what it may (no group is changed)."""
+def kept_pad(uid: int, gid: int, mode: int, owner: tuple[int, int] | None, user: int) -> str:
+    """What a pad already held byte for byte (owned ``uid``:``gid``, ``mode``) needs, for ``user``
+    deploying it into a folder owned ``owner`` (card and SSH deploys alike): ``ok``; ``fix``: only its
+    owner and mode set as a new pad's (it is not owned so, or its owner cannot read it); ``replace``:
+    it needs that but ``user`` may not chown or chmod it, while a copy of its own would be right
+    (``user`` owns the folder). Root fixes everything; another user only what it may (no group is
+    changed)."""
     if owner is None:
         return "ok"
-    readable = bool(st.st_mode & stat.S_IRUSR)
-    euid = os.geteuid()
-    if euid == 0:
-        return "ok" if (st.st_uid, st.st_gid) == owner[:2] and readable else "fix"
-    if st.st_uid == owner[0]:
-        return "ok" if readable or st.st_uid != euid else "fix"
-    return "replace" if owner[0] == euid else "ok"
+    readable = bool(mode & stat.S_IRUSR)
+    if user == 0:
+        return "ok" if (uid, gid) == owner and readable else "fix"
+    if uid == owner[0]:
+        return "ok" if readable or uid != user else "fix"
+    return "replace" if owner[0] == user else "ok"
 
 
 def _take_over(fd: int, like: os.stat_result | None, folder: Path, pad: bool = False) -> None:
@@ -487,7 +490,8 @@ def deploy(run_dir: Path, mount: Path, progress: Callable[[str, int, int], None]
         old = _old(dest)
         with contextlib.suppress(OSError):  # an unreadable old pad is replaced
             if old is not None and old.st_size == size and _digest(dest) == digest:
-                action = _kept_pad(old, owner)
+                action = kept_pad(old.st_uid, old.st_gid, old.st_mode, owner[:2] if owner else None,
+                                  os.geteuid())
                 if action != "replace":  # (replace: not ours to chown, so a copy of ours takes its place)
                     skipped.append(f.name)
                     if action == "fix":

@@ -51,6 +51,8 @@ from onss_tui.device.deploy import (
     DeployReport,
     _read_settings,
     checked_pad,
+    kept_pad,
+    pad_mode,
     refuse_errors,
     require_validated,
 )
@@ -343,24 +345,6 @@ def _parse_probe(out: str) -> _Probe:
     return p
 
 
-def _pad_mode(umask: int) -> int:
-    """The mode a pad gets on the device (as ``_PAD_MODE`` computes it there)."""
-    return (0o666 & ~umask) | 0o400
-
-
-def _kept_pad(old: _File, probe: _Probe) -> str:
-    """As :func:`onss_tui.device.deploy._kept_pad`, for a pad on the device: ``ok``, ``fix`` (only
-    owner and mode set) or ``replace`` (the ssh user may not fix it, but owns the folder)."""
-    if probe.owner is None:
-        return "ok"
-    readable = bool(old.mode & 0o400)
-    if probe.uid == 0:
-        return "ok" if (old.uid, old.gid) == probe.owner and readable else "fix"
-    if old.uid == probe.owner[0]:
-        return "ok" if readable or old.uid != probe.uid else "fix"
-    return "replace" if probe.owner[0] == probe.uid else "ok"
-
-
 def _within(path: str, root: str) -> bool:
     return root == "/" or path == root or path.startswith(root.rstrip("/") + "/")
 
@@ -436,7 +420,7 @@ def deploy_remote(run_dir: Path, target: Target, progress: Callable[[str, int, i
             if (p := probe.files.get(part(dest))) is not None:
                 stale += p.size
             if old is not None and old.sha == digest:
-                action = _kept_pad(old, probe)
+                action = kept_pad(old.uid, old.gid, old.mode, probe.owner, probe.uid)
                 if action != "replace":  # (replace: not the ssh user's to chown, so a copy of its own goes there)
                     skipped.append(f.name)
                     if action == "fix":
@@ -457,7 +441,7 @@ def deploy_remote(run_dir: Path, target: Target, progress: Callable[[str, int, i
         unused = sorted((n, s) for n, s in probe.bins if n.casefold() not in keep)
         report = DeployReport(PurePosixPath(settings_dest), PurePosixPath(target_dir), skipped=skipped,  # type: ignore[arg-type]
                               unused=unused, host=str(target),
-                              pad_owner=(*probe.owner, _pad_mode(probe.umask)) if probe.owner else None)
+                              pad_owner=(*probe.owner, pad_mode(probe.umask)) if probe.owner else None)
         if not plan and not olds and not write_settings and not to_fix:
             report.unchanged = True
         if not (report.unchanged and not (prune and unused)):
