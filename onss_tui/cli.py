@@ -846,7 +846,7 @@ def _status_once(run_dir: Path, as_json: bool) -> int:
         alive = f"running on Slurm ({len(slurm['jobs'])} job(s) or task(s) queued)"
     elif pid:
         alive = f"running (pid {pid})"
-    elif state.status in ("running", INTERRUPTED) and slurm is None and run.stop_requested():
+    elif slurm is None and run.status_now() == "stopped":
         alive = "stopped"  # (onss stop or the dashboard asked it to: its supervisor ended without saying so)
     elif state.status == "running" and slurm is not None:
         alive = f"{INTERRUPTED} (no Slurm job of it is queued; run the recipe again with --slurm to resume)"

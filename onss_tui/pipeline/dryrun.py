@@ -180,7 +180,6 @@ class Verdict:
 
     problem: str | None = None
     warning: str | None = None
-    report: dict[str, Any] | None = None
 
 
 def verdict(recipe_path: Path, device: str | None = None) -> Verdict:
@@ -198,11 +197,10 @@ def verdict(recipe_path: Path, device: str | None = None) -> Verdict:
     if free is not None and disk > free:
         return Verdict(problem=f"{report['run_folder']}: the run needs about {size_text(disk)} and "
                                f"{size_text(free)} is free there. Free some space, or set 'output' to a "
-                               "folder on a bigger disk.", report=report)
+                               "folder on a bigger disk.")
     on_cpu = all(e["gpu"] is None for e in report["executors"])
     if report["engine"] == "nsynth" and on_cpu:
         return Verdict(warning=f"No CUDA GPU here: NSynth would generate {report['sounds']:,} sounds on the CPU "
                                f"({est['time_text']}; on a GPU it is minutes to hours). Run it on a GPU "
-                               "machine or on Slurm, or use the preview engine to check the layout.",
-                       report=report)
-    return Verdict(report=report)
+                               "machine or on Slurm, or use the preview engine to check the layout.")
+    return Verdict()

@@ -128,10 +128,7 @@ class ReviewScreen(WizardStep):
             if area.text != check.text:
                 with area.prevent(TextArea.Changed):
                     area.text = check.text
-        problems = self.pending or check.problems
-        shown = self.query_one("#review-problems", Static)
-        shown.update(problem_lines(problems))
-        shown.display = bool(problems)
+        self.say(problem_lines(self.pending or check.problems))
         self.refresh_bindings()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -190,6 +187,7 @@ class ReviewScreen(WizardStep):
         self.run_worker(lambda: self.post_message(RunChecked(path, verdict(path))), thread=True, group="check")
 
     def say(self, text: str, error: bool = True) -> None:
+        """The line below the recipe: its problems, why a run was refused, a note (``error`` False)."""
         shown = self.query_one("#review-problems", Static)
         shown.update(text)
         shown.set_class(not error, "-note")
@@ -228,9 +226,7 @@ class ReviewScreen(WizardStep):
         from onss_tui.tui.screens.dashboard import DashboardScreen
 
         result = message.result
-        shown = self.query_one("#review-problems", Static)
-        shown.update(result.text if result.ok else f"error: {result.text}")
-        shown.display = True
+        self.say(result.text if result.ok else f"error: {result.text}")
         self.notify(result.text.splitlines()[0] if result.ok else result.text, timeout=15,
                     severity="information" if result.ok else "error")
         if result.ok and result.run_dir is not None:

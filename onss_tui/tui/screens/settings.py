@@ -16,7 +16,7 @@ from textual.containers import Grid, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Checkbox, Collapsible, Footer, Header, Input, Label, Select, Static
 
-from onss_tui.tui.recipe_edit import MISSING, device_folder
+from onss_tui.tui.recipe_edit import MISSING
 from onss_tui.tui.screens.audio import AudioScreen
 from onss_tui.tui.screens.corners import CornersScreen
 from onss_tui.tui.screens.grid import GridScreen, with_current
@@ -70,6 +70,11 @@ def shown(value: Any) -> str:
     return "" if value is MISSING or value is None else str(value)
 
 
+def choice_options(setting: Setting, value: Any) -> list[tuple[str, str]]:
+    """A choice's options, plus the recipe's value where it is none of them (kept as it is)."""
+    return with_current([(o, o) for o in setting.options], shown(value), f"{shown(value)} (not one of them)")
+
+
 def typed_value(setting: Setting, text: str) -> Any:
     """What a box's text sets; ValueError where it is not of the field's kind."""
     text = text.strip()
@@ -112,9 +117,7 @@ class SettingsScreen(WizardStep):
             if s.kind == "bool":
                 widget = Checkbox(s.hint, value=bool(value) if isinstance(value, bool) else True, id=s.id)
             elif s.kind == "choice":
-                options = [(o, o) for o in s.options]
-                widget = Select(with_current(options, shown(value), f"{shown(value)} (not one of them)"),
-                                value=shown(value), allow_blank=False, id=s.id)
+                widget = Select(choice_options(s, value), value=shown(value), allow_blank=False, id=s.id)
             else:
                 restrict = {"int": "integer", "float": "number"}.get(s.kind, "text")
                 widget = Input(shown(value), placeholder=s.hint, id=s.id, type=restrict)  # type: ignore[arg-type]
@@ -194,8 +197,7 @@ class SettingsScreen(WizardStep):
             elif isinstance(widget, Select):
                 if widget.value != shown(value):
                     with widget.prevent(Select.Changed):
-                        options = [(o, o) for o in s.options]
-                        widget.set_options(with_current(options, shown(value), f"{shown(value)} (not one of them)"))
+                        widget.set_options(choice_options(s, value))
                         widget.value = shown(value)
             elif isinstance(widget, Input):
                 try:
@@ -213,4 +215,4 @@ class SettingsScreen(WizardStep):
         return super().save()
 
 
-__all__ = ["SettingsScreen", "Setting", "SETTINGS", "DEVICE", "ADVANCED", "device_folder"]
+__all__ = ["SettingsScreen", "Setting", "SETTINGS", "DEVICE", "ADVANCED"]
